@@ -1,0 +1,387 @@
+"""Byzantine attacks: what the ``f`` Byzantine clients send each step.
+
+Conventions (shared/DESIGN.md): ``μ`` and ``σ`` are the coordinate-wise mean and standard
+deviation (``ddof = 1``) of the vectors the attacker *knows*:
+
+* ``omniscient`` knowledge — the honest clients' momentum vectors (what every reference code
+  base does);
+* ``local`` knowledge — only the Byzantine clients' own momentum vectors, computed honestly on
+  their own Dirichlet shares (the "practical" threat model of the seed paper).
+
+All ``f`` Byzantine clients send the same crafted vector unless stated otherwise.
+
+Public API (stable)::
+
+    atk = build("alie", strength=8)        # or build("alie[strength=8]")
+    byz = atk(ctx)                          # [f, d]
+
+``strength="auto"`` (ALIE, IPM) runs a line search over the strength that maximises
+``||agg(honest ∪ byz(s)) − mean(honest)||`` against the defense in use, probing a clone of
+the defense so stateful rules (CClip) are not advanced (ByzFL's "Optimal" attacks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .defenses import Defense
+from .grammar import parse
+
+__all__ = ["ATTACKS", "Attack", "AttackContext", "alie_default_z", "build", "register_attack"]
+
+KNOWLEDGE = ("omniscient", "local")
+
+
+@dataclass
+class AttackContext:
+    """What an attack may look at in one step.
+
+    ``honest``: the honest momentum vectors ``[h, d]`` (ground truth, used by ``omniscient``
+    attacks and by the ``auto`` probe); ``byz_own``: the Byzantine clients' own momentum
+    vectors ``[f, d]`` (computed on their shares, with flipped labels for LF) or ``None``;
+    ``defense``: the defense in use (for ``auto``); ``generator``: for random attacks.
+    """
+
+    honest: Tensor
+    f: int
+    knowledge: str = "omniscient"
+    byz_own: Tensor | None = None
+    defense: Defense | None = None
+    generator: torch.Generator | None = None
+
+    @property
+    def known(self) -> Tensor:
+        if self.knowledge == "omniscient":
+            return self.honest
+        if self.byz_own is None:
+            raise RuntimeError("local knowledge needs the Byzantine clients' own vectors")
+        return self.byz_own
+
+
+def mean_std(v: Tensor) -> tuple[Tensor, Tensor]:
+    """Coordinate-wise mean and std (ddof=1; zero when a single vector is known)."""
+    mu = v.mean(0)
+    sigma = v.std(0, correction=1) if v.shape[0] > 1 else torch.zeros_like(mu)
+    return mu, sigma
+
+
+def alie_default_z(n: int, f: int) -> float:
+    """Baruch et al. (NeurIPS 2019), Sec. 3: ``s = ⌊n/2 + 1⌋ − f``,
+    ``z = Φ⁻¹((n − f − s)/(n − f))``; 0.18 for n=17, f=3."""
+    s = math.floor(n / 2 + 1) - f
+    p = (n - f - s) / (n - f)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"ALIE default z undefined for n={n}, f={f} (quantile {p})")
+    return NormalDist().inv_cdf(p)
+
+
+class Attack:
+    """Base class. Subclasses implement :meth:`craft` (for a given strength) and set flags.
+
+    ``needs_byz_grads``: the trainer must compute the Byzantine clients' own gradients;
+    ``flip_labels``: ... on labels ``y → C − 1 − y`` (label flipping).
+    """
+
+    names: ClassVar[tuple[str, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}
+    has_strength: ClassVar[bool] = False
+    supports_auto: ClassVar[bool] = False
+    needs_byz_grads: ClassVar[bool] = False
+    flip_labels: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        allowed = set(self.defaults) | ({"strength"} if self.has_strength else set())
+        allowed |= {"knowledge"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {sorted(unknown)} for attack {self.names[0]!r}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        self.params = {**self.defaults, **params}
+        self.knowledge = str(self.params.pop("knowledge", "omniscient")).lower()
+        if self.knowledge not in KNOWLEDGE:
+            raise ValueError(f"knowledge {self.knowledge!r} invalid; valid: {', '.join(KNOWLEDGE)}")
+        self.strength: float | str | None = self.params.pop("strength", None)
+        if isinstance(self.strength, str):
+            if self.strength.lower() != "auto" or not self.supports_auto:
+                valid = "a number or 'auto'" if self.supports_auto else "a number"
+                raise ValueError(
+                    f"strength {self.strength!r} invalid for {self.names[0]!r}; valid: {valid}"
+                )
+            self.strength = "auto"
+            if self.knowledge != "omniscient":
+                raise ValueError("strength 'auto' needs knowledge 'omniscient'")
+        elif self.strength is not None:
+            if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
+                raise ValueError(f"strength must be a number, got {self.strength!r}")
+            self.strength = float(self.strength)
+        self.last_strength: float | None = None
+
+    @property
+    def uses_own_vectors(self) -> bool:
+        return self.needs_byz_grads or self.knowledge == "local"
+
+    def default_strength(self, n: int, f: int) -> float | None:
+        return None
+
+    def resolved_strength(self, n: int, f: int) -> float | str | None:
+        """The strength used: the given one, ``'auto'``, or the default for ``(n, f)``."""
+        return self.strength if self.strength is not None else self.default_strength(n, f)
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, ctx: AttackContext) -> Tensor:
+        n = ctx.honest.shape[0] + ctx.f
+        s = self.resolved_strength(n, ctx.f)
+        if s == "auto":
+            s = self._optimise(ctx)
+        self.last_strength = None if s is None else float(s)
+        return self.craft(ctx, self.last_strength)
+
+    def _optimise(self, ctx: AttackContext) -> float:
+        """Grid over ``[auto_lo, auto_hi]`` (log-spaced) then golden-section refinement of the
+        best bracket, maximising ``||D(honest ∪ byz(s)) − mean(honest)||``."""
+        if ctx.defense is None:
+            raise RuntimeError("strength 'auto' needs the defense in use")
+        target = ctx.honest.mean(0)
+
+        def objective(s: float) -> float:
+            x = torch.cat([ctx.honest, self.craft(ctx, s)])
+            return float((ctx.defense.clone()(x) - target).norm())
+
+        lo, hi = float(self.params["auto_lo"]), float(self.params["auto_hi"])
+        grid = torch.logspace(math.log10(lo), math.log10(hi), int(self.params["auto_grid"]))
+        vals = [objective(float(s)) for s in grid]
+        i = max(range(len(vals)), key=vals.__getitem__)
+        a = float(grid[max(i - 1, 0)])
+        b = float(grid[min(i + 1, len(grid) - 1)])
+        best_s, best_v = float(grid[i]), vals[i]
+        ratio = (math.sqrt(5) - 1) / 2
+        for _ in range(int(self.params["auto_refine"])):
+            c, d = b - ratio * (b - a), a + ratio * (b - a)
+            vc, vd = objective(c), objective(d)
+            for s, v in ((c, vc), (d, vd)):
+                if v > best_v:
+                    best_s, best_v = s, v
+            if vc >= vd:
+                b = d
+            else:
+                a = c
+        return best_s
+
+
+ATTACKS: dict[str, type[Attack]] = {}
+_AUTO_DEFAULTS = {"auto_lo": 0.1, "auto_hi": 100.0, "auto_grid": 12, "auto_refine": 4}
+
+
+def register_attack(cls: type[Attack]) -> type[Attack]:
+    """Class decorator: make an :class:`Attack` available under each of ``cls.names``."""
+    for name in cls.names:
+        ATTACKS[name.lower()] = cls
+    return cls
+
+
+def _same(f: int, v: Tensor) -> Tensor:
+    return v.unsqueeze(0).expand(f, -1).contiguous()
+
+
+@register_attack
+class NoAttack(Attack):
+    """No attack: the "Byzantine" clients behave honestly, sending their own momentum."""
+
+    names = ("none", "noattack")
+    needs_byz_grads = True
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        assert ctx.byz_own is not None
+        return ctx.byz_own
+
+
+@register_attack
+class ALIE(Attack):
+    """A Little Is Enough (Baruch et al., NeurIPS 2019): ``μ + sign · z · σ``.
+
+    ``sign = −1`` by default (Karimireddy et al.'s form; ByzFL/Blades use ``+1``). The default
+    ``z`` comes from Baruch's formula (:func:`alie_default_z`).
+    """
+
+    names = ("alie",)
+    defaults: ClassVar[dict[str, Any]] = {"sign": -1, **_AUTO_DEFAULTS}
+    has_strength = supports_auto = True
+
+    def default_strength(self, n: int, f: int) -> float:
+        return alie_default_z(n, f)
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        mu, sigma = mean_std(ctx.known)
+        return _same(ctx.f, mu + float(self.params["sign"]) * float(strength) * sigma)
+
+
+@register_attack
+class IPM(Attack):
+    """Inner-product manipulation (Xie et al., UAI 2020): ``−ε · μ`` (default ε = 0.1)."""
+
+    names = ("ipm",)
+    defaults: ClassVar[dict[str, Any]] = {**_AUTO_DEFAULTS}
+    has_strength = supports_auto = True
+
+    def default_strength(self, n: int, f: int) -> float:
+        return 0.1
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        return _same(ctx.f, -float(strength) * ctx.known.mean(0))
+
+
+@register_attack
+class SignFlip(Attack):
+    """Sign flipping: ``−μ``."""
+
+    names = ("sf", "signflip")
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        return _same(ctx.f, -ctx.known.mean(0))
+
+
+@register_attack
+class LabelFlip(Attack):
+    """Label flipping: the Byzantine clients train honestly on their own data with labels
+    ``y → C − 1 − y`` and send their momentum."""
+
+    names = ("lf", "labelflip")
+    needs_byz_grads = flip_labels = True
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        assert ctx.byz_own is not None
+        return ctx.byz_own
+
+
+class _Shejwalkar(Attack):
+    """Shared part of Min-Max / Min-Sum (Shejwalkar & Houmansadr, NDSS 2021, Alg. 1–2).
+
+    ``m = μ + γ · p`` with ``p ∈ {−μ/||μ||, −σ, −sign(μ)}`` (``dir`` = unit / std / sign,
+    default std as in their notebooks); the largest ``γ`` satisfying the constraint is found
+    by halving search from ``γ₀`` (``gamma0`` = 10) to precision ``tol`` (1e-5).
+    """
+
+    defaults: ClassVar[dict[str, Any]] = {"dir": "std", "gamma0": 10.0, "tol": 1e-5}
+
+    def direction(self, known: Tensor) -> Tensor:
+        mu, sigma = mean_std(known)
+        kind = str(self.params["dir"])
+        if kind == "std":
+            return -sigma
+        if kind == "unit":
+            return -mu / mu.norm().clamp_min(1e-12)
+        if kind == "sign":
+            return -torch.sign(mu)
+        raise ValueError(f"dir {kind!r} invalid; valid: std, unit, sign")
+
+    def satisfied(self, m: Tensor, g: Tensor, d2: Tensor) -> bool:
+        raise NotImplementedError
+
+    def gamma(self, known: Tensor) -> float:
+        """The halving search; returns the largest feasible ``γ`` found (0 if none)."""
+        from .defenses import pairwise_sq_dists
+
+        g = known.double()
+        mu, p = g.mean(0), self.direction(known).double()
+        d2 = pairwise_sq_dists(g)
+        gamma, step, ok = float(self.params["gamma0"]), float(self.params["gamma0"]), 0.0
+        while abs(ok - gamma) > float(self.params["tol"]):
+            if self.satisfied(mu + gamma * p, g, d2):
+                ok = gamma
+                gamma += step / 2
+            else:
+                gamma -= step / 2
+            step /= 2
+        return ok
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        known = ctx.known
+        gamma = self.gamma(known)
+        self.last_gamma = gamma
+        return _same(ctx.f, known.mean(0) + gamma * self.direction(known))
+
+    def __call__(self, ctx: AttackContext) -> Tensor:
+        out = super().__call__(ctx)
+        self.last_strength = self.last_gamma
+        return out
+
+
+@register_attack
+class MinMax(_Shejwalkar):
+    """Min-Max: ``max_i ||m − g_i|| ≤ max_{i,j} ||g_i − g_j||``."""
+
+    names = ("minmax",)
+
+    def satisfied(self, m: Tensor, g: Tensor, d2: Tensor) -> bool:
+        return bool(((g - m) ** 2).sum(1).max() <= d2.max())
+
+
+@register_attack
+class MinSum(_Shejwalkar):
+    """Min-Sum: ``Σ_i ||m − g_i||² ≤ max_i Σ_j ||g_i − g_j||²``."""
+
+    names = ("minsum",)
+
+    def satisfied(self, m: Tensor, g: Tensor, d2: Tensor) -> bool:
+        return bool(((g - m) ** 2).sum() <= d2.sum(1).max())
+
+
+@register_attack
+class Mimic(Attack):
+    """Mimic (Karimireddy et al., ICLR 2022): every Byzantine client copies one known
+    vector (index ``target``), over-representing that client's data."""
+
+    names = ("mimic",)
+    defaults: ClassVar[dict[str, Any]] = {"target": 0}
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        return _same(ctx.f, ctx.known[int(self.params["target"])])
+
+
+@register_attack
+class Gaussian(Attack):
+    """Gaussian noise: each Byzantine vector ``~ N(μ_0, s² I)`` (strength ``s``, default 200,
+    ``mean`` μ_0 = 0 as in ByzFL)."""
+
+    names = ("gaussian",)
+    defaults: ClassVar[dict[str, Any]] = {"mean": 0.0}
+    has_strength = True
+
+    def default_strength(self, n: int, f: int) -> float:
+        return 200.0
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        shape = (ctx.f, ctx.honest.shape[1])
+        noise = torch.randn(shape, generator=ctx.generator, dtype=ctx.honest.dtype)
+        return noise.to(ctx.honest.device) * float(strength) + float(self.params["mean"])
+
+
+@register_attack
+class Inf(Attack):
+    """Every coordinate ``+∞`` (checks that defenses survive non-finite input)."""
+
+    names = ("inf",)
+
+    def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
+        return torch.full((ctx.f, ctx.honest.shape[1]), math.inf, device=ctx.honest.device)
+
+
+def build(name: str, **params: Any) -> Attack:
+    """Build an attack from a name or spec string (``"minmax[dir=sign]"``) and keyword
+    parameters (keywords override bracketed ones). Case-insensitive."""
+    spec = parse(name)
+    if spec.children:
+        raise ValueError(f"attack spec {name!r} cannot take arguments in ()")
+    if spec.name not in ATTACKS:
+        raise ValueError(f"unknown attack {spec.name!r}; valid: {', '.join(sorted(ATTACKS))}")
+    return ATTACKS[spec.name](**{**spec.params, **params})

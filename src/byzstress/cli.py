@@ -1,0 +1,228 @@
+"""Command-line interface: ``byzstress train | collect | table | figure | curves |
+leaderboard | calibration | download | list``.
+
+Every training knob of :class:`byzstress.spec.RunSpec` is a flag of ``byzstress train``
+(``--lr-milestones 0.5,0.75``); ``--config FILE`` reads them from YAML first, and flags
+given on the command line override it. Bad values exit with status 2 and a message naming
+the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .spec import FIELD_HELP, RunSpec, SpecError
+
+__all__ = ["main"]
+
+
+def _convert(name: str, text: str) -> Any:
+    """Parse a flag's text into the field's type (validation proper happens in RunSpec)."""
+    hint = typing.get_type_hints(RunSpec)[name]
+    origin_args = set(typing.get_args(hint)) or {hint}
+    if text == "" and type(None) in origin_args:
+        return None
+    if list in origin_args or typing.get_origin(hint) is list or any(
+        typing.get_origin(a) is list for a in origin_args
+    ):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if name == "plugins":
+            return items
+        return [_number_or_text(t) for t in items]
+    if bool in origin_args:
+        low = text.lower()
+        if low in ("true", "yes", "1", "on"):
+            return True
+        if low in ("false", "no", "0", "off"):
+            return False
+        return text
+    if int in origin_args and float not in origin_args:
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if float in origin_args:
+        return _number_or_text(text)
+    return text
+
+
+def _number_or_text(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one run and write its JSON",
+        description="Train one run of Byzantine D-SGD and write its metrics as JSON.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, help="YAML file with any of the keys below")
+    p.add_argument("--out", type=Path, help="where to write the run's JSON (atomically)")
+    p.add_argument(
+        "--checkpoint", type=Path, help="checkpoint file (resumed if present; default OUT.ckpt)"
+    )
+    prog = p.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None)
+    prog.add_argument("--no-progress", dest="progress", action="store_false")
+    defaults = RunSpec()
+    for f in fields(RunSpec):
+        default = getattr(defaults, f.name)
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=argparse.SUPPRESS,
+            metavar=f.name.upper(),
+            help=f"{FIELD_HELP[f.name]} (default: {default!r})",
+        )
+
+
+def _spec_from_args(args: argparse.Namespace) -> RunSpec:
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            loaded = yaml.safe_load(args.config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise SpecError(f"--config: cannot read {str(args.config)!r}: {err}") from err
+        if not isinstance(loaded, dict):
+            raise SpecError(f"--config: {str(args.config)!r} must hold a mapping of keys")
+        values.update(loaded)
+    for f in fields(RunSpec):
+        if f.name in args:
+            values[f.name] = _convert(f.name, getattr(args, f.name))
+    return RunSpec.from_dict(values)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .data import DataNotFoundError
+    from .training import run
+
+    spec = _spec_from_args(args)
+    ckpt = args.checkpoint
+    if ckpt is None and args.out is not None:
+        ckpt = args.out.with_name(args.out.name + ".ckpt")
+    try:
+        result = run(spec, out=args.out, checkpoint=ckpt, progress=args.progress)
+    except DataNotFoundError as err:
+        print(f"byzstress train: error: {err}", file=sys.stderr)
+        return 3
+    print(
+        f"{result['status']}: max_acc={result['max_acc']:.4f} final_acc={result['final_acc']:.4f} "
+        f"steps={result['steps_done']} {result['steps_per_sec']:.2f} steps/s on {result['device']}"
+        + (f" -> {args.out}" if args.out else "")
+    )
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .data import load
+
+    load(args.dataset, args.data_root, train=True, download=True)
+    load(args.dataset, args.data_root, train=False, download=True)
+    print(f"{args.dataset} ready under {args.data_root}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import attacks, data, defenses, models
+
+    defenses.load_plugins()
+    print("datasets:        " + ", ".join(data.DATASETS))
+    print("models:          " + ", ".join(models.MODELS))
+    print("attacks:         " + ", ".join(sorted(attacks.ATTACKS)))
+    print("rules:           " + ", ".join(sorted(defenses.RULES)))
+    print("pre-aggregators: " + ", ".join(sorted(defenses.PRE_AGGREGATORS)))
+    return 0
+
+
+def _add_reporting(sub: argparse._SubParsersAction) -> None:
+    from . import reporting
+
+    p = sub.add_parser("collect", help="gather run JSONs into a tidy CSV")
+    p.add_argument("runs", nargs="+", type=Path, help="run JSON files")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=lambda a: reporting.collect_cmd(a.runs, a.out))
+
+    p = sub.add_parser("table", help="Table 1 (CSV, Markdown, LaTeX) from the tidy CSV")
+    p.add_argument("csv", type=Path)
+    p.add_argument("--out-prefix", type=Path, required=True, help="writes PREFIX.{csv,md,tex}")
+    p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+    p.add_argument("--paper", action="store_true", help="put the seed paper's numbers beside")
+    p.set_defaults(
+        func=lambda a: reporting.table_cmd(a.csv, a.out_prefix, a.metric, a.paper)
+    )
+
+    p = sub.add_parser("figure", help="Figure 1 (PNG and PDF): max accuracy vs strength")
+    p.add_argument("csv", type=Path)
+    p.add_argument("--out-prefix", type=Path, required=True, help="writes PREFIX.{png,pdf}")
+    p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+    p.set_defaults(func=lambda a: reporting.figure_cmd(a.csv, a.out_prefix, a.metric))
+
+    p = sub.add_parser("curves", help="accuracy-over-steps figure of every run")
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="PNG file")
+    p.set_defaults(func=lambda a: reporting.curves_cmd(a.runs, a.out))
+
+    p = sub.add_parser("leaderboard", help="worst-case accuracy per defense and β")
+    p.add_argument("csv", type=Path)
+    p.add_argument("--out-prefix", type=Path, required=True, help="PREFIX.{csv,md,png}")
+    p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+    p.set_defaults(func=lambda a: reporting.leaderboard_cmd(a.csv, a.out_prefix, a.metric))
+
+    p = sub.add_parser("calibration", help="most damaging and breaking strengths")
+    p.add_argument("csv", type=Path)
+    p.add_argument("--out-prefix", type=Path, required=True, help="PREFIX.{csv,md}")
+    p.add_argument("--fraction", type=float, default=0.5,
+                   help="breaking = max accuracy below this fraction of the no-attack accuracy")
+    p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+    p.set_defaults(
+        func=lambda a: reporting.calibration_cmd(a.csv, a.out_prefix, a.fraction, a.metric)
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="byzstress",
+        description="Stress-test Byzantine-robust distributed learning under data "
+        "heterogeneity. 'byzstress train --help' lists every training knob.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    p = sub.add_parser("download", help="download a dataset with torchvision (needs internet)")
+    p.add_argument("dataset", choices=["fmnist", "cifar10"])
+    p.add_argument("--data-root", type=Path, default=Path("data"))
+    p.set_defaults(func=_cmd_download)
+    p = sub.add_parser("list", help="list datasets, models, attacks and defenses")
+    p.set_defaults(func=_cmd_list)
+    _add_reporting(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _cmd_train(args)
+        return int(args.func(args) or 0)
+    except SpecError as err:
+        parser.exit(2, f"byzstress {args.command}: error: {err}\n")
+    except ValueError as err:
+        parser.exit(2, f"byzstress {args.command}: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,571 @@
+"""Robust aggregation rules and pre-aggregators.
+
+Every rule maps the ``n`` submitted vectors ``x`` (a tensor ``[n, d]``) to one vector ``[d]``;
+``f`` is the number of Byzantine vectors the rule is told to tolerate. Pre-aggregators map
+``[n, d]`` to ``[m, d]`` and run left to right before the rule. All of them work on the run's
+device, vectorised over coordinates (no Python loop over ``d``).
+
+Public API (stable)::
+
+    agg = build("trMean(NNM)", n=17, f=3)   # a Defense; agg(x) -> [d]
+    build("cclip[tau=10,iters=3]", n, f)     # parameters in brackets
+    build("rfa(buck[s=2])", n, f)            # pre-aggregators in parentheses
+
+Non-finite inputs: entries that are NaN or ±Inf (a Byzantine client may send them) are
+mapped to ``±BIG`` (NaN to ``+BIG``) before anything else, so that distances stay finite in
+float32 for d up to ~10^7; every rule then sees them as extreme outliers and never raises.
+
+New rules register with :func:`register_rule` / :func:`register_pre` (see the README's
+"evaluate your own defense"); third-party packages may also expose them through the
+``byzstress.defenses`` entry-point group, and :func:`load_plugins` imports modules by path.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import itertools
+import math
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .grammar import Spec, parse
+
+BIG = 1e15
+
+__all__ = [
+    "BIG",
+    "PRE_AGGREGATORS",
+    "RULES",
+    "Defense",
+    "build",
+    "load_plugins",
+    "register_pre",
+    "register_rule",
+    "sanitize",
+]
+
+
+def sanitize(x: Tensor) -> Tensor:
+    """Map NaN to ``+BIG`` and ±Inf (and anything beyond) to ``±BIG``."""
+    return torch.nan_to_num(x, nan=BIG, posinf=BIG, neginf=-BIG).clamp(-BIG, BIG)
+
+
+def pairwise_sq_dists(x: Tensor) -> Tensor:
+    """Squared Euclidean distances ``[n, n]`` via the Gram matrix.
+
+    The rows are first centred on the smallest-norm row, so that close vectors keep their
+    relative precision in float32 even when other rows are huge (``BIG``).
+    """
+    ref = x[x.norm(dim=1).argmin()]
+    xc = x - ref
+    sq = (xc * xc).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (xc @ xc.T)
+    d2.fill_diagonal_(0.0)
+    return d2.clamp_min_(0.0)
+
+
+def mean_of_nearest(x: Tensor, d2: Tensor, k: int) -> Tensor:
+    """Row ``i`` of the output is the mean of the ``k`` rows of ``x`` nearest to row ``i``
+    (by ``d2``, itself included), computed as one ``[n, n] @ [n, d]`` product."""
+    idx = d2.topk(k, dim=1, largest=False).indices
+    w = torch.zeros_like(d2, dtype=x.dtype).scatter_(1, idx, 1.0 / k)
+    return w @ x
+
+
+def _clip_rows(u: Tensor, tau: float | Tensor) -> Tensor:
+    """``u_i * min(1, tau / ||u_i||)`` row-wise."""
+    norms = u.norm(dim=1, keepdim=True)
+    return u * torch.clamp(tau / norms.clamp_min(1e-12), max=1.0)
+
+
+class Component:
+    """Shared machinery: parameters, state for stateful rules, cloning for probes."""
+
+    names: ClassVar[tuple[str, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}
+    stateful: ClassVar[bool] = False
+
+    def __init__(self, n: int, f: int, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            allowed = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(
+                f"unknown parameter(s) {sorted(unknown)} for {self.names[0]!r}; allowed: {allowed}"
+            )
+        self.n, self.f = n, f
+        self.params = {**self.defaults, **params}
+        self.info: dict[str, float] = {}
+        self.check()
+
+    def check(self) -> None:
+        """Validate ``n``, ``f`` and the parameters; raise ``ValueError`` naming the key."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class Rule(Component):
+    """An aggregation rule ``[n, d] -> [d]``."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class PreAggregator(Component):
+    """A pre-aggregator ``[n, d] -> [m, d]``; ``out_n`` is ``m``."""
+
+    def out_n(self) -> int:
+        return self.n
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+RULES: dict[str, type[Rule]] = {}
+PRE_AGGREGATORS: dict[str, type[PreAggregator]] = {}
+
+
+def register_rule(cls: type[Rule]) -> type[Rule]:
+    """Class decorator: make a :class:`Rule` available under each of ``cls.names``."""
+    for name in cls.names:
+        RULES[name.lower()] = cls
+    return cls
+
+
+def register_pre(cls: type[PreAggregator]) -> type[PreAggregator]:
+    """Class decorator: make a :class:`PreAggregator` available under ``cls.names``."""
+    for name in cls.names:
+        PRE_AGGREGATORS[name.lower()] = cls
+    return cls
+
+
+def _need_honest_majority(c: Component, strict_factor: int = 2, extra: int = 0) -> None:
+    if c.n < 1 or c.f < 0:
+        raise ValueError(f"{c.names[0]}: need n >= 1 and f >= 0, got n={c.n}, f={c.f}")
+    if c.n <= strict_factor * c.f + extra:
+        raise ValueError(
+            f"{c.names[0]} needs n > {strict_factor}f{f' + {extra}' if extra else ''}; "
+            f"got n={c.n}, f={c.f}"
+        )
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+@register_rule
+class Mean(Rule):
+    """Arithmetic mean ``(1/n) Σ x_i`` (no robustness; the D-SGD baseline)."""
+
+    names = ("mean", "average", "avg")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x.mean(0)
+
+
+@register_rule
+class CoordinateMedian(Rule):
+    """Coordinate-wise median (CWMed, "CM"; Yin et al., ICML 2018).
+
+    For even ``n`` the two middle order statistics are averaged.
+    """
+
+    names = ("cm", "cwmed", "median")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        if n % 2:
+            return x.median(0).values
+        s = x.sort(0).values
+        return 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+@register_rule
+class TrimmedMean(Rule):
+    """Coordinate-wise trimmed mean (CWTM, "trMean"; Yin et al., ICML 2018).
+
+    Per coordinate, drop the ``f`` largest and ``f`` smallest values and average the
+    remaining ``n - 2f``.
+    """
+
+    names = ("trmean", "cwtm", "trimmedmean")
+
+    def check(self) -> None:
+        _need_honest_majority(self)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        n, f = x.shape[0], self.f
+        if f == 0:
+            return x.mean(0)
+        return x.sort(0).values[f : n - f].mean(0)
+
+
+@register_rule
+class GeometricMedian(Rule):
+    """Geometric median by smoothed Weiszfeld (RFA; Pillutla et al., IEEE TSP 2022, Alg. 2).
+
+    ``z ← Σ_i w_i x_i / Σ_i w_i`` with ``w_i = 1 / max(ν, ||z − x_i||)``, started from the
+    mean, at least ``min_iters`` and at most ``iters`` iterations, stopping early once
+    ``||z_{t+1} − z_t|| ≤ tol · max(1, ||z_t||)``. ``info`` records the last step's
+    residual and the number of iterations.
+    """
+
+    names = ("rfa", "gm", "geomed")
+    defaults: ClassVar[dict[str, Any]] = {"nu": 0.1, "iters": 100, "min_iters": 8, "tol": 1e-6}
+
+    def check(self) -> None:
+        if self.params["iters"] < self.params["min_iters"] or self.params["min_iters"] < 1:
+            raise ValueError(f"rfa: need 1 <= min_iters <= iters, got {self.params}")
+        if self.params["nu"] <= 0:
+            raise ValueError(f"rfa: nu must be > 0, got {self.params['nu']}")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        nu, tol = float(self.params["nu"]), float(self.params["tol"])
+        z = x.mean(0)
+        residual, it = float("nan"), 0
+        for it in range(1, int(self.params["iters"]) + 1):  # noqa: B007
+            w = 1.0 / (x - z).norm(dim=1).clamp_min(nu)
+            z_new = (w[:, None] * x).sum(0) / w.sum()
+            residual = float((z_new - z).norm())
+            z = z_new
+            if it >= self.params["min_iters"] and residual <= tol * max(1.0, float(z.norm())):
+                break
+        self.info = {"residual": residual, "iterations": float(it)}
+        return z
+
+
+def krum_scores(x: Tensor, f: int) -> Tensor:
+    """Krum score: sum of squared distances to the ``n − f − 2`` nearest other vectors."""
+    n = x.shape[0]
+    d2 = pairwise_sq_dists(x)
+    k = n - f - 2
+    # the smallest entry of each row is the zero self-distance; skip it
+    return d2.sort(1).values[:, 1 : k + 1].sum(1)
+
+
+@register_rule
+class Krum(Rule):
+    """Krum (Blanchard et al., NeurIPS 2017): the vector with the smallest Krum score."""
+
+    names = ("krum",)
+
+    def check(self) -> None:
+        _need_honest_majority(self, extra=2)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x[krum_scores(x, self.f).argmin()]
+
+
+@register_rule
+class MultiKrum(Rule):
+    """Multi-Krum (Blanchard et al. 2017): mean of the ``m`` lowest-score vectors (m = n − f)."""
+
+    names = ("multikrum", "mkrum")
+    defaults: ClassVar[dict[str, Any]] = {"m": None}
+
+    def check(self) -> None:
+        _need_honest_majority(self, extra=2)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        m = self.params["m"] or x.shape[0] - self.f
+        idx = krum_scores(x, self.f).argsort()[:m]
+        return x[idx].mean(0)
+
+
+@register_rule
+class CenteredClipping(Rule):
+    """Centered clipping (Karimireddy, He & Jaggi, ICML 2021, Alg. 2).
+
+    ``v ← v + (1/n) Σ_i clip_τ(x_i − v)`` repeated ``iters`` times, with
+    ``clip_τ(u) = u · min(1, τ/||u||)``; the center ``v`` is carried over from the previous
+    step (zero at the first). τ is in the units of the momentum vectors: with the EMA form
+    ``m ← βm + (1−β)g`` the vectors are gradient-sized.
+    """
+
+    names = ("cclip", "centeredclipping")
+    defaults: ClassVar[dict[str, Any]] = {"tau": 10.0, "iters": 3}
+    stateful = True
+
+    def __init__(self, n: int, f: int, **params: Any) -> None:
+        super().__init__(n, f, **params)
+        self.center: Tensor | None = None
+
+    def check(self) -> None:
+        if self.params["tau"] <= 0 or self.params["iters"] < 1:
+            raise ValueError(f"cclip: need tau > 0 and iters >= 1, got {self.params}")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        v = torch.zeros_like(x[0]) if self.center is None else self.center.to(x)
+        for _ in range(int(self.params["iters"])):
+            v = v + _clip_rows(x - v, float(self.params["tau"])).mean(0)
+        self.center = v
+        return v
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"center": self.center}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.center = state.get("center")
+
+
+@register_rule
+class MDA(Rule):
+    """Minimum-diameter averaging (El Mhamdi et al., ICML 2018; Rousseeuw 1985).
+
+    The mean of the subset of ``n − f`` vectors whose diameter (largest pairwise distance)
+    is smallest (ties: the average of the tied subsets' means). Exhaustive over the ``C(n, f)`` subsets, vectorised; refuses beyond
+    ``max_subsets`` subsets.
+    """
+
+    names = ("mda",)
+    defaults: ClassVar[dict[str, Any]] = {"max_subsets": 2_000_000}
+
+    def check(self) -> None:
+        _need_honest_majority(self)
+        count = math.comb(self.n, self.f)
+        if count > self.params["max_subsets"]:
+            raise ValueError(
+                f"mda: C(n={self.n}, f={self.f}) = {count} subsets exceeds "
+                f"max_subsets={self.params['max_subsets']}"
+            )
+
+    def __call__(self, x: Tensor) -> Tensor:
+        n, f = x.shape[0], self.f
+        if f == 0:
+            return x.mean(0)
+        d2 = pairwise_sq_dists(x)
+        removed = torch.tensor(list(itertools.combinations(range(n), f)), device=x.device)
+        keep = torch.ones(len(removed), n, dtype=torch.bool, device=x.device)
+        keep.scatter_(1, removed, False)
+        pair = keep[:, :, None] & keep[:, None, :]
+        diam = torch.where(pair, d2[None], torch.zeros((), dtype=d2.dtype, device=x.device))
+        diam = diam.amax((1, 2))
+        # several subsets may share the smallest diameter (the same extreme pair): average
+        # their means, which keeps the rule permutation invariant
+        best = keep[diam == diam.min()].to(x.dtype)  # [t, n]
+        return (best @ x / (n - f)).mean(0)
+
+
+@register_rule
+class Meamed(Rule):
+    """Mean around the median (Xie et al. 2018, "Phocas"/"Meamed").
+
+    Per coordinate, the mean of the ``n − f`` values closest to the coordinate's median.
+    """
+
+    names = ("meamed",)
+
+    def check(self) -> None:
+        _need_honest_majority(self)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        med = CoordinateMedian(x.shape[0], self.f)(x)
+        idx = (x - med).abs().topk(x.shape[0] - self.f, dim=0, largest=False).indices
+        return x.gather(0, idx).mean(0)
+
+
+@register_rule
+class MoNNA(Rule):
+    """MoNNA (Farhadkhani et al., ICML 2023): the mean of the ``n − f`` nearest neighbours
+    of a trusted pivot vector (``pivot`` index; byzstress puts honest clients first)."""
+
+    names = ("monna",)
+    defaults: ClassVar[dict[str, Any]] = {"pivot": 0}
+
+    def check(self) -> None:
+        _need_honest_majority(self)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        p = int(self.params["pivot"])
+        d2 = ((x - x[p]) ** 2).sum(1)
+        return mean_of_nearest(x, d2[None], x.shape[0] - self.f)[0]
+
+
+# ----------------------------------------------------------------------- pre-aggregators
+
+
+@register_pre
+class Bucketing(PreAggregator):
+    """Bucketing (Karimireddy, He & Jaggi, ICLR 2022, Alg. 1): randomly permute the ``n``
+    vectors and average consecutive buckets of ``s``, giving ``ceil(n/s)`` vectors."""
+
+    names = ("buck", "bucketing")
+    defaults: ClassVar[dict[str, Any]] = {"s": 2}
+
+    def check(self) -> None:
+        if int(self.params["s"]) < 1:
+            raise ValueError(f"buck: s must be >= 1, got {self.params['s']}")
+
+    def out_n(self) -> int:
+        return math.ceil(self.n / int(self.params["s"]))
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        n, s = x.shape[0], int(self.params["s"])
+        perm = torch.randperm(n, generator=generator).to(x.device)
+        xs = x[perm]
+        m = math.ceil(n / s)
+        pad = m * s - n
+        if pad == 0:
+            return xs.view(m, s, -1).mean(1)
+        full = xs[: (m - 1) * s].view(m - 1, s, -1).mean(1)
+        return torch.cat([full, xs[(m - 1) * s :].mean(0, keepdim=True)])
+
+
+@register_pre
+class NNM(PreAggregator):
+    """Nearest-neighbour mixing (Allouah et al., AISTATS 2023, Alg. 1): each vector is
+    replaced by the mean of its ``n − f`` nearest neighbours (itself included)."""
+
+    names = ("nnm",)
+
+    def check(self) -> None:
+        _need_honest_majority(self)
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return mean_of_nearest(x, pairwise_sq_dists(x), x.shape[0] - self.f)
+
+
+@register_pre
+class ARC(PreAggregator):
+    """Adaptive robust clipping (Allouah et al., NeurIPS 2024, Alg. 1): the
+    ``k = ⌊2 (f/n)(n − f)⌋`` largest-norm vectors are clipped to the norm of the
+    ``(k+1)``-th largest."""
+
+    names = ("arc",)
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        n = x.shape[0]
+        k = int(math.floor(2 * (self.f / n) * (n - self.f)))
+        if k <= 0 or k >= n:
+            return x
+        norms = x.norm(dim=1)
+        thr = norms.sort(descending=True).values[k]
+        return _clip_rows(x, thr)
+
+
+@register_pre
+class StaticClip(PreAggregator):
+    """Static norm clipping: ``x_i · min(1, c / ||x_i||)``."""
+
+    names = ("clip", "clipping")
+    defaults: ClassVar[dict[str, Any]] = {"c": 2.0}
+
+    def check(self) -> None:
+        if self.params["c"] <= 0:
+            raise ValueError(f"clip: c must be > 0, got {self.params['c']}")
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return _clip_rows(x, float(self.params["c"]))
+
+
+# ------------------------------------------------------------------------- composition
+
+
+class Defense:
+    """Pre-aggregators (left to right) followed by a rule; callable ``[n, d] -> [d]``.
+
+    Holds the random generator used by randomised pre-aggregators (bucketing) so that a
+    run is reproducible and resumable; :meth:`clone` gives an independent copy (used to
+    probe a stateful defense without changing it).
+    """
+
+    def __init__(self, spec: str, rule: Rule, pre: list[PreAggregator], seed: int = 0) -> None:
+        self.spec, self.rule, self.pre = spec, rule, pre
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def stateful(self) -> bool:
+        return self.rule.stateful
+
+    @property
+    def info(self) -> dict[str, float]:
+        return self.rule.info
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = sanitize(x)
+        for p in self.pre:
+            x = p(x, self.generator)
+        return self.rule(x)
+
+    def clone(self) -> Defense:
+        other = copy.copy(self)
+        other.rule = copy.deepcopy(self.rule)
+        other.pre = self.pre
+        other.generator = torch.Generator().set_state(self.generator.get_state())
+        return other
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rule.load_state_dict(state["rule"])
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return f"Defense({self.spec!r})"
+
+
+_plugins_loaded = False
+
+
+def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
+    """Import user modules (``"pkg.mod"`` or ``"path/to/file.py"``) that register rules,
+    and, once, every ``byzstress.defenses`` entry point."""
+    global _plugins_loaded
+    for mod in modules:
+        if mod.endswith(".py"):
+            import importlib.util
+            from pathlib import Path
+
+            path = Path(mod)
+            if not path.exists():
+                raise ValueError(f"plugins: file {mod!r} does not exist")
+            spec = importlib.util.spec_from_file_location(f"byzstress_plugin_{path.stem}", path)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(mod)
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        for ep in entry_points(group="byzstress.defenses"):
+            ep.load()
+
+
+def _lookup(table: dict[str, type], name: str, kind: str) -> type:
+    if name not in table:
+        load_plugins()
+    if name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def build(spec: str, n: int, f: int, seed: int = 0) -> Defense:
+    """Build a defense from a spec string (see :mod:`byzstress.grammar`).
+
+    ``rule[params](pre1[params], pre2, ...)``: the pre-aggregators run left to right, each
+    told the same ``f``; the rule sees their output. Names are case-insensitive.
+    """
+    parsed: Spec = parse(spec)
+    pres: list[PreAggregator] = []
+    m = n
+    for child in parsed.children:
+        if child.children:
+            raise ValueError(f"pre-aggregator {child.name!r} cannot take arguments in ()")
+        cls = _lookup(PRE_AGGREGATORS, child.name, "pre-aggregator")
+        pre = cls(m, f, **child.params)
+        pres.append(pre)
+        m = pre.out_n()
+    rule_cls = _lookup(RULES, parsed.name, "aggregation rule")
+    rule = rule_cls(m, f, **parsed.params)
+    return Defense(str(parsed), rule, pres, seed=seed)
+
+
+DefenseLike = Callable[[Tensor], Tensor]

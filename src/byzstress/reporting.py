@@ -1,0 +1,449 @@
+"""From run JSONs to the study's outputs: a tidy CSV, Table 1 (CSV / Markdown / LaTeX),
+Figure 1 (PNG / PDF), accuracy curves, the worst-case leaderboard and the calibration table.
+
+Accuracies are reported in percent. Aggregates over seeds are mean ± sample std (ddof = 1;
+0 with one seed). Diverged runs count with the accuracy they reached and are flagged (†).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import paper
+from .attacks import alie_default_z
+from .grammar import parse
+from .storage import atomic_write
+
+__all__ = [
+    "attack_label",
+    "calibration",
+    "collect",
+    "leaderboard",
+    "summarise",
+    "table",
+]
+
+_NAMES = {
+    "none": "No attack",
+    "noattack": "No attack",
+    "alie": "ALIE",
+    "ipm": "IPM",
+    "sf": "SF",
+    "signflip": "SF",
+    "lf": "LF",
+    "labelflip": "LF",
+    "minmax": "MinMax",
+    "minsum": "MinSum",
+    "mimic": "Mimic",
+    "gaussian": "Gaussian",
+    "inf": "Inf",
+}
+_SYMBOL = {"alie": "z", "ipm": "ε", "gaussian": "σ"}
+NO_ATTACK = "No attack"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def attack_label(attack: str, strength: Any, knowledge: str = "omniscient") -> str:
+    """Human label: ``ALIE (z=8)``, ``IPM (ε=2.5)``, ``ALIE (z=auto)``, ``MinMax [dir=sign]``."""
+    spec = parse(attack)
+    base = _NAMES.get(spec.name, spec.name)
+    if spec.params:
+        base += " [" + ",".join(f"{k}={v}" for k, v in spec.params.items()) + "]"
+    sym = _SYMBOL.get(spec.name)
+    if sym is not None:
+        s = "default" if strength is None or strength == "" else strength
+        s = _num(float(s)) if isinstance(s, int | float) else str(s)
+        base += f" ({sym}={s})"
+    if knowledge == "local":
+        base += ", local"
+    return base
+
+
+def _beta_label(beta: Any) -> str:
+    return beta if isinstance(beta, str) else _num(float(beta))
+
+
+def collect(paths: list[Path]) -> pd.DataFrame:
+    """One row per run JSON."""
+    rows = []
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        s, res = r["spec"], r["resolved"]
+        strength = res.get("strength")
+        rows.append(
+            {
+                "dataset": s["dataset"],
+                "model": res["model"],
+                "n": s["n"],
+                "f": s["f"],
+                "steps": s["steps"],
+                "beta": _beta_label(s["beta"]),
+                "attack": s["attack"],
+                "attack_name": _NAMES.get(parse(s["attack"]).name, s["attack"]),
+                "strength": "" if s["strength"] is None else str(s["strength"]),
+                "strength_value": float(strength) if isinstance(strength, int | float) else
+                (r["strength_summary"] or {}).get("median", math.nan),
+                "knowledge": s["knowledge"],
+                "attack_label": attack_label(s["attack"], s["strength"], s["knowledge"]),
+                "defense": s["defense"],
+                "seed": s["seed"],
+                "status": r["status"],
+                "max_acc": r["max_acc"],
+                "final_acc": r["final_acc"],
+                "steps_done": r["steps_done"],
+                "wall_time_s": r["wall_time_s"],
+                "steps_per_sec": r["steps_per_sec"],
+                "device": r["device"],
+                "path": str(p),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    _write_text(path, df.to_csv(index=False))
+
+
+def read_tidy(csv: Path) -> pd.DataFrame:
+    """Read :func:`collect`'s CSV back with β and strength as text ("iid", "auto", "")."""
+    df = pd.read_csv(csv, dtype={"beta": str, "strength": str})
+    df["strength"] = df["strength"].fillna("")
+    return df
+
+
+def collect_cmd(runs: list[Path], out: Path) -> None:
+    _write_csv(out, collect(runs))
+
+
+def _order(values: pd.Series) -> list:
+    return list(dict.fromkeys(values))
+
+
+def summarise(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
+    """Mean/std (in %) over seeds for each (dataset, β, defense, attack label)."""
+    keys = ["dataset", "beta", "defense", "attack", "strength", "knowledge", "attack_label"]
+    g = df.assign(value=df[metric].astype(float) * 100).groupby(keys, sort=False)
+    out = g.agg(
+        mean=("value", "mean"),
+        std=("value", lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0),
+        seeds=("value", "size"),
+        diverged=("status", lambda s: int((s == "diverged").sum())),
+        strength_value=("strength_value", "median"),
+    )
+    return out.reset_index()
+
+
+def table(df: pd.DataFrame, metric: str = "max_acc", with_paper: bool = False) -> pd.DataFrame:
+    """Table 1 in long form: one row per (β, defense, attack) with ours and, optionally, the
+    paper's numbers; ``strongest`` marks the attack with the lowest mean in each column."""
+    t = summarise(df, metric)
+    t["strongest"] = False
+    attacked = t[t["attack_label"] != NO_ATTACK]
+    if not attacked.empty:
+        idx = attacked.groupby(["dataset", "beta", "defense"], sort=False)["mean"].idxmin()
+        t.loc[idx.dropna().astype(int), "strongest"] = True
+    t["defense_label"] = t["defense"]
+    if with_paper:
+        pv = [
+            paper.paper_value(float(b), a, d) if b != "iid" else None
+            for b, a, d in zip(t["beta"], t["attack_label"], t["defense"], strict=True)
+        ]
+        t["paper_mean"] = [v[0] if v else math.nan for v in pv]
+        t["paper_std"] = [v[1] if v else math.nan for v in pv]
+        is_cm = [str(parse(d)) == "cm" for d in t["defense"]]
+        t.loc[is_cm, "defense_label"] = paper.CMLS_STANDIN
+    return t
+
+
+def _cell(row: pd.Series, bold: tuple[str, str]) -> str:
+    if pd.isna(row["mean"]):
+        return "–"
+    text = f"{row['mean']:.2f} ± {row['std']:.2f}"
+    if row["diverged"]:
+        text += f" †{row['diverged']}/{row['seeds']}"
+    return f"{bold[0]}{text}{bold[1]}" if row["strongest"] else text
+
+
+def _grid(t: pd.DataFrame, bold: tuple[str, str], with_paper: bool):
+    cols = [(b, d) for b in _order(t["beta"]) for d in _order(t["defense_label"])]
+    cols = [c for c in cols if ((t["beta"] == c[0]) & (t["defense_label"] == c[1])).any()]
+    rows = _order(t["attack_label"])
+    if NO_ATTACK in rows:
+        rows.remove(NO_ATTACK)
+        rows.insert(0, NO_ATTACK)
+    body = []
+    for a in rows:
+        line = [a]
+        for b, d in cols:
+            sel = t[(t["beta"] == b) & (t["defense_label"] == d) & (t["attack_label"] == a)]
+            line.append(_cell(sel.iloc[0], bold) if len(sel) else "–")
+            if with_paper:
+                pm = sel["paper_mean"].iloc[0] if len(sel) else math.nan
+                ps = sel["paper_std"].iloc[0] if len(sel) else math.nan
+                line.append("–" if pd.isna(pm) else f"{pm:.2f} ± {ps:.2f}")
+        body.append(line)
+    return cols, body
+
+
+def table_markdown(t: pd.DataFrame, with_paper: bool = False) -> str:
+    cols, body = _grid(t, ("**", "**"), with_paper)
+    head = ["Attack"]
+    for b, d in cols:
+        head.append(f"{d} (β={b})" + (" ours" if with_paper else ""))
+        if with_paper:
+            head.append(f"{d} (β={b}) paper")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    ds = ", ".join(_order(t["dataset"]))
+    notes = [
+        "",
+        f"Top-1 test accuracy (%), mean ± std over seeds ({ds}); bold: the strongest attack "
+        "(lowest accuracy) in each column.",
+    ]
+    if t["diverged"].any():
+        notes.append("† k/n: k of the n seeds diverged (NaN loss); their accuracy so far counts.")
+    if with_paper:
+        notes.append(
+            "paper: the seed paper's Table 1. CMLS's weighting is not available to us; "
+            f"that column is computed with CM and labelled '{paper.CMLS_STANDIN}'."
+        )
+    return "\n".join(lines + notes) + "\n"
+
+
+def _tex(s: str) -> str:
+    return (
+        s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
+        .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("ε", r"$\epsilon$")
+        .replace("β", r"$\beta$").replace("†", r"$^\dagger$")
+    )
+
+
+def table_latex(t: pd.DataFrame, with_paper: bool = False) -> str:
+    cols, body = _grid(t, ("\\textbf{", "}"), with_paper)
+    per = 2 if with_paper else 1
+    head = ["Attack"]
+    for b, d in cols:
+        head.append(f"{d} ($\\beta$={b})" if not with_paper else f"{d} ($\\beta$={b}) ours")
+        if with_paper:
+            head.append("paper")
+    out = [
+        "\\begin{tabular}{l" + "c" * (len(cols) * per) + "}",
+        "\\toprule",
+        " & ".join(_tex(h) if "$" not in h else h for h in head) + " \\\\",
+        "\\midrule",
+    ]
+    for r in body:
+        cells = [_tex(c) if not c.startswith("\\textbf{") else "\\textbf{" + _tex(c[8:-1]) + "}"
+                 for c in r]
+        out.append(" & ".join(cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def table_cmd(csv: Path, prefix: Path, metric: str, with_paper: bool) -> None:
+    df = read_tidy(csv)
+    t = table(df, metric, with_paper)
+    _write_csv(Path(f"{prefix}.csv"), t)
+    _write_text(Path(f"{prefix}.md"), table_markdown(t, with_paper))
+    _write_text(Path(f"{prefix}.tex"), table_latex(t, with_paper))
+
+
+# ------------------------------------------------------------------------- figures
+
+
+def _save_fig(fig: Any, paths: list[Path]) -> None:
+    for p in paths:
+        suffix = p.suffix.lstrip(".")
+
+        def write(fh, fmt=suffix):
+            fig.savefig(fh, format=fmt, bbox_inches="tight", dpi=150)
+
+        atomic_write(p, write)
+
+
+def figure(df: pd.DataFrame, metric: str = "max_acc"):
+    """Figure 1: accuracy vs attack strength, one line per defense (error band: sd over
+    seeds), one column per β, one row per attack; dotted: each defense without attack."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    d = df.assign(acc=df[metric].astype(float) * 100)
+    swept = d[d["attack_name"].isin(["ALIE", "IPM", "Gaussian"]) & (d["strength"] != "auto")]
+    if swept.empty:
+        swept = d[d["attack_name"] != NO_ATTACK]
+        x = "attack_label"
+    else:
+        x = "strength_value"
+    betas = _order(d["beta"])
+    g = sns.relplot(
+        data=swept, x=x, y="acc", hue="defense", style="defense", col="beta", row="attack_name",
+        kind="line", markers=True, dashes=False, errorbar="sd", col_order=betas,
+        height=3.0, aspect=1.2, facet_kws={"sharex": False, "margin_titles": True},
+    )
+    base = d[d["attack_name"] == NO_ATTACK].groupby(["beta", "defense"])["acc"].mean()
+    palette = dict(zip(_order(swept["defense"]), sns.color_palette(n_colors=32), strict=False))
+    for (_, beta), ax in g.axes_dict.items():
+        if x == "strength_value":
+            ax.set_xscale("log")
+        for (b, dfn), v in base.items():
+            if b == beta and dfn in palette:
+                ax.axhline(v, ls=":", lw=1, color=palette[dfn])
+    g.set_axis_labels("attack strength (ALIE z, IPM ε)", f"{metric.replace('_', ' ')} (%)")
+    g.figure.suptitle(f"{', '.join(_order(d['dataset']))}: accuracy vs attack strength "
+                      "(dotted: no attack)", y=1.02)
+    return g.figure
+
+
+def figure_cmd(csv: Path, prefix: Path, metric: str) -> None:
+    df = read_tidy(csv)
+    fig = figure(df, metric)
+    _save_fig(fig, [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])
+
+
+def curves_cmd(runs: list[Path], out: Path) -> None:
+    """Test accuracy over steps, mean over seeds, one panel per (β, attack)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    rows = []
+    for p in runs:
+        r = json.loads(Path(p).read_text())
+        s = r["spec"]
+        for step, acc in zip(r["curve"]["step"], r["curve"]["test_acc"], strict=True):
+            rows.append({
+                "step": step, "acc": acc * 100, "defense": s["defense"],
+                "beta": _beta_label(s["beta"]),
+                "attack": attack_label(s["attack"], s["strength"], s["knowledge"]),
+            })
+    df = pd.DataFrame(rows)
+    g = sns.relplot(data=df, x="step", y="acc", hue="defense", col="attack", row="beta",
+                    kind="line", errorbar="sd", height=2.6, aspect=1.2,
+                    facet_kws={"margin_titles": True})
+    g.set_axis_labels("step", "test accuracy (%)")
+    _save_fig(g.figure, [out])
+
+
+# ------------------------------------------------------------------------- leaderboard
+
+
+def leaderboard(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
+    """Per (dataset, defense, β): the worst-case accuracy over every attack and strength
+    (mean over seeds), the attack achieving it, and the no-attack accuracy."""
+    s = summarise(df, metric)
+    rows = []
+    for (ds, dfn, b), grp in s.groupby(["dataset", "defense", "beta"], sort=False):
+        clean = grp[grp["attack_label"] == NO_ATTACK]
+        att = grp[grp["attack_label"] != NO_ATTACK]
+        worst = att.loc[att["mean"].idxmin()] if not att.empty else None
+        rows.append({
+            "dataset": ds, "defense": dfn, "beta": b,
+            "no_attack": clean["mean"].iloc[0] if not clean.empty else math.nan,
+            "worst_case": worst["mean"] if worst is not None else math.nan,
+            "worst_std": worst["std"] if worst is not None else math.nan,
+            "worst_attack": worst["attack_label"] if worst is not None else "",
+            "attacks_evaluated": len(att),
+        })
+    out = pd.DataFrame(rows)
+    out["drop"] = out["no_attack"] - out["worst_case"]
+    return out.sort_values(["dataset", "beta", "worst_case"], ascending=[True, True, False])
+
+
+def leaderboard_cmd(csv: Path, prefix: Path, metric: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = read_tidy(csv)
+    lb = leaderboard(df, metric)
+    _write_csv(Path(f"{prefix}.csv"), lb)
+    lines = ["| Defense | β | worst-case acc (%) | by attack | no attack (%) | drop |",
+             "|---|---|---|---|---|---|"]
+    for _, r in lb.iterrows():
+        lines.append(f"| {r['defense']} | {r['beta']} | {r['worst_case']:.2f} ± "
+                     f"{r['worst_std']:.2f} | {r['worst_attack']} | {r['no_attack']:.2f} | "
+                     f"{r['drop']:.2f} |")
+    _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
+    acc = lb.pivot(index="defense", columns="beta", values="worst_case")
+    who = lb.pivot(index="defense", columns="beta", values="worst_attack")
+    annot = acc.round(1).astype(str) + "\n" + who.astype(str)
+    fig, ax = plt.subplots(figsize=(2.2 + 2.0 * acc.shape[1], 0.9 + 0.7 * acc.shape[0]))
+    sns.heatmap(acc, annot=annot, fmt="", cmap="rocket", vmin=0, vmax=100, ax=ax,
+                cbar_kws={"label": "worst-case accuracy (%)"}, annot_kws={"fontsize": 7})
+    ax.set_xlabel("β")
+    ax.set_title("Worst-case accuracy over all attacks and strengths")
+    _save_fig(fig, [Path(f"{prefix}.png")])
+
+
+def calibration(df: pd.DataFrame, fraction: float = 0.5, metric: str = "max_acc") -> pd.DataFrame:
+    """Per (dataset, β, defense, attack ∈ {ALIE, IPM}): the most damaging strength and the
+    accuracy there, the breaking strength (smallest strength whose accuracy falls below
+    ``fraction`` × no-attack accuracy), the IID-calibrated default (Baruch's z, ε = 0.1)
+    and the accuracy there, and the accuracy under ``auto``."""
+    s = summarise(df, metric)
+    s["name"] = [parse(a).name for a in s["attack"]]
+    rows = []
+    for (ds, b, dfn), grp in s.groupby(["dataset", "beta", "defense"], sort=False):
+        clean = grp[grp["attack_label"] == NO_ATTACK]["mean"]
+        base = clean.iloc[0] if len(clean) else math.nan
+        nf = df[(df["dataset"] == ds)][["n", "f"]].iloc[0]
+        for name in ("alie", "ipm"):
+            att = grp[grp["name"] == name]
+            if att.empty:
+                continue
+            numeric = att[att["strength"] != "auto"].sort_values("strength_value")
+            auto = att[att["strength"] == "auto"]
+            worst = att.loc[att["mean"].idxmin()]
+            broken = numeric[numeric["mean"] < fraction * base]
+            iid = alie_default_z(int(nf["n"]), int(nf["f"])) if name == "alie" else 0.1
+            at_iid = numeric[np.isclose(numeric["strength_value"], iid, rtol=1e-3, atol=1e-3)]
+            rows.append({
+                "dataset": ds, "beta": b, "defense": dfn, "attack": _NAMES[name],
+                "no_attack": base,
+                "most_damaging_strength": worst["strength"] or _num(worst["strength_value"]),
+                "acc_at_most_damaging": worst["mean"],
+                "breaking_strength": broken["strength_value"].iloc[0] if len(broken) else math.nan,
+                "iid_default_strength": round(iid, 4),
+                "acc_at_iid_default": at_iid["mean"].iloc[0] if len(at_iid) else math.nan,
+                "acc_at_auto": auto["mean"].iloc[0] if len(auto) else math.nan,
+                "auto_strength_median": auto["strength_value"].iloc[0] if len(auto) else math.nan,
+                "fraction": fraction,
+            })
+    return pd.DataFrame(rows)
+
+
+def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> None:
+    df = read_tidy(csv)
+    cal = calibration(df, fraction, metric)
+    _write_csv(Path(f"{prefix}.csv"), cal)
+    lines = ["| Dataset | β | Defense | Attack | no attack | most damaging (acc) | "
+             f"breaking (< {fraction:g}× clean) | IID default (acc) | auto (acc) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in cal.iterrows():
+        lines.append(
+            f"| {r['dataset']} | {r['beta']} | {r['defense']} | {r['attack']} | "
+            f"{r['no_attack']:.2f} | {r['most_damaging_strength']} ({r['acc_at_most_damaging']:.2f})"
+            f" | {'none' if pd.isna(r['breaking_strength']) else _num(r['breaking_strength'])} | "
+            f"{r['iid_default_strength']:g} ({r['acc_at_iid_default']:.2f}) | "
+            f"{r['acc_at_auto']:.2f} |"
+        )
+    _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")

@@ -1,0 +1,67 @@
+"""Atomic writes: a result or checkpoint file is either absent or complete.
+
+Write to a temporary file in the same directory, flush and fsync it, rename it over the
+target (atomic on POSIX), then fsync the directory so the rename survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+__all__ = ["atomic_write", "load_checkpoint", "save_checkpoint", "to_jsonable", "write_json"]
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(fileobj)`` on a temporary file and atomically move it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Non-finite floats become ``None`` (JSON has no NaN); tuples become lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    text = json.dumps(to_jsonable(obj), indent=1, allow_nan=False) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically ``torch.save`` a checkpoint (tensors, lists, numbers, strings only)."""
+    atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling) on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)

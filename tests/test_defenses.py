@@ -1,0 +1,254 @@
+"""Aggregators: hand-computed cases, hypothesis properties, non-finite inputs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from byzstress import defenses
+from byzstress.defenses import build
+
+
+def col(*v):
+    return torch.tensor(v, dtype=torch.float32)[:, None]
+
+
+# ------------------------------------------------------------------ hand-computed cases
+
+@pytest.mark.parametrize(
+    ("spec", "x", "f", "expected"),
+    [
+        ("mean", col(1, 2, 6), 1, [3.0]),
+        ("cm", col(1, 2, 6), 1, [2.0]),
+        ("cm", col(1, 2, 4, 10), 1, [3.0]),  # even n: mean of the middle two
+        ("trmean", col(1, 2, 3, 100, -50), 1, [2.0]),
+        ("krum", col(0, 1, 2, 10, 11), 1, [1.0]),  # scores 5, 2, 5, 65, 82
+        ("multikrum", col(0, 1, 2, 10, 11), 1, [3.25]),  # lowest four: 1, 0, 2, 10
+        ("rfa", col(0, 1, 10), 1, [1.0]),  # 1-D geometric median = median
+        ("mda", col(0, 1, 2, 10), 1, [1.0]),
+        ("meamed", col(0, 1, 2, 10, 11), 1, [3.25]),  # 4 closest to the median 2
+        ("monna", col(0, 1, 2, 10, 11), 1, [3.25]),  # 4 nearest to the pivot 0
+        ("mean(nnm)", col(0, 1, 2, 10), 1, [(1 + 1 + 1 + 13 / 3) / 4]),
+        ("mean(arc)", col(1, 2, 3, 4, 10), 1, [(1 + 2 + 3 + 4 + 4) / 5]),  # k = 1
+        ("mean(clip[c=2])", col(1, -3, 5), 1, [(1 - 2 + 2) / 3]),
+    ],
+)
+def test_known_cases(spec, x, f, expected):
+    out = build(spec, x.shape[0], f)(x)
+    assert torch.allclose(out, torch.tensor(expected), atol=1e-5), (spec, out)
+
+
+def test_geometric_median_of_a_square_is_its_centre():
+    x = torch.tensor([[0.0, 0], [1, 0], [0, 1], [1, 1]])
+    agg = build("rfa", 4, 1)
+    assert torch.allclose(agg(x), torch.tensor([0.5, 0.5]), atol=1e-5)
+    assert agg.info["iterations"] >= 8 and agg.info["residual"] < 1e-5
+
+
+def test_cclip_clips_around_a_carried_centre():
+    agg = build("cclip[tau=1,iters=1]", 2, 0)
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.5]])
+    first = agg(x)  # centre 0: (3,4) clipped to (0.6,0.8); (0,0.5) kept
+    assert torch.allclose(first, torch.tensor([0.3, 0.65]))
+    second = agg(x)  # centre carried: v + mean(clip(x_i - v))
+    u = x - first
+    step = (u * torch.clamp(1 / u.norm(dim=1, keepdim=True), max=1)).mean(0)
+    assert torch.allclose(second, first + step)
+    probe = agg.clone()
+    probe(x * 100)
+    assert torch.equal(agg.rule.center, second)  # a clone never moves the original
+
+
+def test_bucketing_averages_groups_and_keeps_the_mean():
+    x = torch.arange(12, dtype=torch.float32).view(6, 2)
+    pre = defenses.Bucketing(6, 1, s=2)
+    out = pre(x, torch.Generator().manual_seed(0))
+    assert out.shape == (3, 2)
+    assert torch.allclose(out.mean(0), x.mean(0))
+    five = pre.__class__(5, 1, s=2)(x[:5], torch.Generator().manual_seed(0))
+    assert five.shape == (3, 2)
+
+
+def test_paper_labels_build():
+    for spec in ("RFA(buck)", "CM", "CCLIP", "trMean(NNM)", "rfa(buck[s=2])",
+                 "cclip[tau=10,iters=3]", "cm(nnm,buck)"):
+        agg = build(spec, 17, 3)
+        assert agg(torch.randn(17, 50)).shape == (50,)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [("nope", "unknown aggregation rule 'nope'; valid: .*cclip.*trmean"),
+     ("cm(zzz)", "unknown pre-aggregator 'zzz'; valid: .*nnm"),
+     ("cclip[nope=1]", "unknown parameter.*allowed: iters, tau"),
+     ("trmean", "needs n > 2f")],
+)
+def test_bad_specs_name_the_valid_choices(spec, match):
+    n, f = (6, 3) if spec == "trmean" else (17, 3)
+    with pytest.raises(ValueError, match=match):
+        build(spec, n, f)
+
+
+# ------------------------------------------------------------------ properties
+
+ROBUST = ["cm", "trmean", "rfa", "krum", "multikrum", "mda", "meamed", "monna",
+          "trmean(nnm)", "cm(nnm)", "krum(nnm)", "rfa(nnm)"]
+EQUIVARIANT = ["mean", *ROBUST]
+ALL = [*EQUIVARIANT, "cclip", "mean(arc)", "rfa(buck)", "trmean(buck)"]
+DETERMINISTIC = [s for s in ALL if "buck" not in s]
+
+
+@st.composite
+def problems(draw, min_n=5):
+    n = draw(st.integers(min_n, 11))
+    f = draw(st.integers(1, (n - 3) // 2))  # leaves n > 2f + 2 for Krum
+    d = draw(st.integers(1, 5))
+    x = draw(arrays(np.float32, (n, d), elements=st.floats(-100, 100, width=32)))
+    return n, f, torch.from_numpy(x)
+
+
+def make(spec, n, f):
+    """Build, discarding draws that are invalid configurations (e.g. bucketing leaves too
+    few vectors for the rule's f)."""
+    try:
+        return build(spec, n, f)
+    except ValueError as err:
+        assume("needs n >" not in str(err))
+        raise
+
+
+def tied(spec, x, f):
+    """Whether a selection in the spec sits on a (near) tie, which float error or the
+    order of the inputs may break either way."""
+    n = x.shape[0]
+    x64 = x.double()
+    if "nnm" in spec:
+        d = defenses.pairwise_sq_dists(x64).sort(1).values
+        k = n - f
+        if k < n and bool(torch.isclose(d[:, k - 1], d[:, k], rtol=1e-3, atol=1e-6).any()):
+            return True
+    if spec.startswith(("krum", "multikrum")):
+        scores = defenses.krum_scores(x64, f).sort().values
+        m = 0 if spec.startswith("krum") else n - f - 1
+        if m + 1 < n and bool(torch.isclose(scores[m], scores[m + 1], rtol=1e-3)):
+            return True
+    return False
+
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+@pytest.mark.parametrize("spec", DETERMINISTIC)
+@SETTINGS
+@given(p=problems(), seed=st.integers(0, 10_000))
+def test_permutation_invariance(spec, p, seed):
+    n, f, x = p
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    if spec in ("monna",):  # the pivot is a trusted client: keep it in place
+        perm = torch.cat([torch.tensor([0]), perm[perm != 0]])
+    assume(not tied(spec, x, f))
+    a = make(spec, n, f)(x)
+    b = make(spec, n, f)(x[perm])
+    assert torch.allclose(a, b, atol=1e-3, rtol=1e-4), (spec, a, b)
+
+
+@pytest.mark.parametrize("spec", ALL)
+@SETTINGS
+@given(p=problems())
+def test_equal_inputs_give_the_common_vector(spec, p):
+    n, f, x = p
+    same = x[:1].expand(n, -1).contiguous()
+    out = make(spec, n, f)(same)
+    if spec == "cclip":  # from a zero centre, clipping moves at most iters * tau
+        v = x[0]
+        expect = v if float(v.norm()) <= 10 else None
+        if expect is None:
+            assert float(out.norm()) <= 30 + 1e-3
+            return
+    assert torch.allclose(out, x[0], atol=1e-4, rtol=1e-5), (spec, out, x[0])
+
+
+@pytest.mark.parametrize("spec", EQUIVARIANT)
+@SETTINGS
+@given(p=problems(), shift=arrays(np.float32, 5, elements=st.floats(-50, 50, width=32)))
+def test_translation_equivariance(spec, p, shift):
+    n, f, x = p
+    c = torch.from_numpy(shift[: x.shape[1]])
+    assume(not tied(spec, x, f))
+    a = make(spec, n, f)(x) + c
+    b = make(spec, n, f)(x + c)
+    assert torch.allclose(a, b, atol=5e-3, rtol=1e-4), (spec, a, b)
+
+
+BOXED = ["cm", "trmean", "krum", "multikrum", "mda", "meamed", "monna",
+         "trmean(nnm)", "cm(nnm)", "krum(nnm)", "meamed(nnm)"]
+
+
+@st.composite
+def attacked(draw):
+    n = draw(st.integers(7, 13))
+    f = draw(st.integers(1, (n - 3) // 2))
+    d = draw(st.integers(1, 5))
+    honest = draw(arrays(np.float32, (n - f, d), elements=st.floats(-1, 1, width=32)))
+    sign = draw(st.sampled_from([1.0, -1.0]))
+    return n, f, torch.from_numpy(honest), sign
+
+
+@pytest.mark.parametrize("spec", BOXED)
+@SETTINGS
+@given(p=attacked())
+def test_outliers_stay_inside_the_honest_box(spec, p):
+    n, f, honest, sign = p
+    x = torch.cat([honest, torch.full((f, honest.shape[1]), sign * 1e6)])
+    out = build(spec, n, f)(x)
+    lo, hi = honest.min(0).values, honest.max(0).values
+    assert bool(((out >= lo - 1e-4) & (out <= hi + 1e-4)).all()), (spec, out, lo, hi)
+
+
+@SETTINGS
+@given(p=attacked())
+def test_geometric_median_obeys_its_breakdown_bound(p):
+    """Minsker (2015) / Chen, Su & Xu (2017), Lemma 2: with a fraction α = f/n < 1/2 of
+    arbitrary points, ||GM − z|| ≤ C_α max_{honest} ||x_i − z|| for any z, with
+    C_α = (1 − α)/(1 − 2α). Smoothed Weiszfeld is approximate: 1% slack plus ν."""
+    n, f, honest, sign = p
+    x = torch.cat([honest, torch.full((f, honest.shape[1]), sign * 1e6)])
+    out = build("rfa", n, f)(x)
+    z = honest.mean(0)
+    alpha = f / n
+    bound = (1 - alpha) / (1 - 2 * alpha) * float((honest - z).norm(dim=1).max())
+    assert float((out - z).norm()) <= 1.01 * bound + 0.1
+
+
+@SETTINGS
+@given(p=attacked())
+def test_the_mean_breaks(p):
+    n, f, honest, sign = p
+    x = torch.cat([honest, torch.full((f, honest.shape[1]), sign * 1e6)])
+    out = build("mean", n, f)(x)
+    assert bool((out.abs() > 1e4).all())
+
+
+# ------------------------------------------------------------------ non-finite inputs
+
+SPECS_ALL = sorted(set(defenses.RULES)) + ["trmean(nnm)", "rfa(buck)", "cm(arc)",
+                                           "mean(clip)", "krum(nnm)"]
+
+
+@pytest.mark.parametrize("spec", SPECS_ALL)
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_non_finite_rows_never_raise(spec, bad):
+    torch.manual_seed(0)
+    honest = torch.randn(14, 30)
+    x = torch.cat([honest, torch.full((3, 30), bad)])
+    x[15, :5] = 1.0  # mixed rows too
+    out = build(spec, 17, 3)(x)
+    assert out.shape == (30,)
+    if spec not in ("mean", "average", "avg"):
+        assert bool(torch.isfinite(out).all()), spec
+        assert float(out.abs().max()) < 10, spec  # robust rules ignore the bad rows

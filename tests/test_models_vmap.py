@@ -1,0 +1,39 @@
+"""The batched per-client gradients equal a per-client loop over model copies."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from byzstress import models
+from byzstress.training import FlatModel
+
+
+@pytest.mark.parametrize(("name", "shape"), [("fmnist_cnn", (1, 28, 28)),
+                                             ("cifar_cnn", (3, 32, 32)),
+                                             ("resnet20", (3, 32, 32))])
+def test_vmap_gradients_equal_per_client_loop(name, shape):
+    torch.manual_seed(0)
+    m, b = 4, 5
+    model = FlatModel(models.build(name), torch.device("cpu"))
+    x = torch.randn(m, b, *shape)
+    y = torch.randint(0, 10, (m, b))
+
+    def loss(params, xb, yb):
+        return F.cross_entropy(functional_call(model.module, params, (xb,)), yb)
+
+    batched = model.flatten_grads(vmap(grad(loss), in_dims=(None, 0, 0))(model.params, x, y), m)
+    for i in range(m):
+        copy = models.build(name)
+        copy.load_state_dict({k: v.clone() for k, v in model.params.items()})
+        copy.zero_grad()
+        F.cross_entropy(copy(x[i]), y[i]).backward()
+        ref = torch.cat([p.grad.flatten() for p in copy.parameters()])
+        assert torch.allclose(batched[i], ref, atol=1e-5, rtol=1e-4), (name, i)
+
+
+def test_flat_model_views_share_storage():
+    fm = FlatModel(models.build("fmnist_cnn"), torch.device("cpu"))
+    assert fm.dim == 431_080
+    fm.theta.zero_()
+    assert all(float(p.abs().sum()) == 0 for p in fm.params.values())

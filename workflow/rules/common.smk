@@ -1,0 +1,99 @@
+# Study expansion and helpers. The logic lives in src/byzstress/study.py; this file only
+# binds it to the workflow.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+
+from byzstress.study import (
+    StudyError,
+    cli_args,
+    expand_study,
+    selected_studies,
+)  # noqa: E402
+
+# The CLI launcher, relative to the working directory (a stable params value).
+CLI = os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / "byzstress.py")
+RESULTS = config.get("results", "results")
+
+
+envvars:
+    "PATH",
+
+
+# Rules call `python`: inside a conda env that is the env's; otherwise make it the
+# interpreter running snakemake (which has the package's dependencies).
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    os.environ["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ["PATH"]]
+    )
+
+try:
+    STUDIES = selected_studies(config)
+    RUNS = {s: expand_study(s, config["definitions"][s], config) for s in STUDIES}
+except StudyError as err:
+    raise WorkflowError(f"config.yaml: {err}")
+
+RUN_INDEX = {run.path(RESULTS): run for runs in RUNS.values() for run in runs}
+
+
+wildcard_constraints:
+    study=r"[^/]+",
+    beta=r"[^/~]+",
+    attack=r"[^/~]+",
+    strength=r"[^/~]+",
+    defense=r"[^/]+",
+    seed=r"\d+",
+
+
+def study_def(study):
+    return config["definitions"][study]
+
+
+def run_of(wildcards):
+    path = (
+        f"{RESULTS}/{wildcards.study}/runs/beta~{wildcards.beta}/"
+        f"{wildcards.attack}~{wildcards.strength}/{wildcards.defense}/seed~{wildcards.seed}.json"
+    )
+    if path not in RUN_INDEX:
+        raise WorkflowError(
+            f"{path} is not a run of the selected studies in config.yaml"
+        )
+    return RUN_INDEX[path]
+
+
+def run_args(wildcards):
+    """Only this run's own values: adding runs to the config never reruns existing ones."""
+    return cli_args(run_of(wildcards).spec)
+
+
+def study_resource(study, key, default):
+    return study_def(study).get("resources", {}).get(key, default)
+
+
+def report_option(study, key, default):
+    return study_def(study).get("report", {}).get(key, default)
+
+
+def run_files(wildcards):
+    return [run.path(RESULTS) for run in RUNS[wildcards.study]]
+
+
+def all_targets():
+    targets = []
+    for s in STUDIES:
+        base = f"{RESULTS}/{s}"
+        targets += [f"{base}/runs.csv", f"{base}/curves.png"]
+        targets += [f"{base}/leaderboard.{ext}" for ext in ("csv", "md", "png")]
+        if report_option(s, "table", True):
+            targets += [f"{base}/table1.{ext}" for ext in ("csv", "md", "tex")]
+        if report_option(s, "figure", True):
+            targets += [f"{base}/figure1.{ext}" for ext in ("png", "pdf")]
+        if study_def(s).get("type", "matrix") == "calibration":
+            targets += [f"{base}/calibration.{ext}" for ext in ("csv", "md")]
+    return targets

@@ -77,6 +77,54 @@ def mean_of_nearest(x: Tensor, d2: Tensor, k: int) -> Tensor:
     return w @ x
 
 
+def extreme_rows(x: Tensor, k: int) -> list[Tensor]:
+    """The rows of ``x`` after ``k`` rounds of a coordinate-wise cocktail-shaker sort:
+    positions ``0..k-1`` then hold the ``k`` smallest values of every coordinate in order,
+    positions ``n-k..n-1`` the ``k`` largest, the middle rows the rest (unordered).
+
+    ``O(k n)`` element-wise min/max over ``[d]`` rows: on the CPU 4x faster than
+    ``torch.sort`` along the client axis for trimmed means and medians of n ≈ 17.
+    """
+    n = x.shape[0]
+    rows = list(x.unbind(0))
+    for j in range(k):
+        for i in range(j, n - 1 - j):
+            a, b = rows[i], rows[i + 1]
+            rows[i], rows[i + 1] = torch.minimum(a, b), torch.maximum(a, b)
+        for i in range(n - 2 - j, j, -1):
+            a, b = rows[i - 1], rows[i]
+            rows[i - 1], rows[i] = torch.minimum(a, b), torch.maximum(a, b)
+    return rows
+
+
+def _use_shaker(x: Tensor, k: int) -> bool:
+    # measured crossover on a 2-core CPU; on GPUs one sort kernel beats many small ones
+    return x.device.type == "cpu" and k * x.shape[0] <= 2500
+
+
+def coordinate_median(x: Tensor) -> Tensor:
+    """Coordinate-wise median; for even ``n`` the mean of the two middle values."""
+    n = x.shape[0]
+    k = (n - 1) // 2
+    if _use_shaker(x, k):
+        rows = extreme_rows(x, k)
+        return rows[k] if n % 2 else 0.5 * (rows[k] + rows[k + 1])
+    if n % 2:
+        return x.median(0).values
+    s = x.sort(0).values
+    return 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def trimmed_mean(x: Tensor, f: int) -> Tensor:
+    """Coordinate-wise mean after dropping the ``f`` largest and ``f`` smallest values."""
+    n = x.shape[0]
+    if f == 0:
+        return x.mean(0)
+    if _use_shaker(x, f):
+        return torch.stack(extreme_rows(x, f)[f : n - f]).mean(0)
+    return x.sort(0).values[f : n - f].mean(0)
+
+
 def _clip_rows(u: Tensor, tau: float | Tensor) -> Tensor:
     """``u_i * min(1, tau / ||u_i||)`` row-wise."""
     norms = u.norm(dim=1, keepdim=True)
@@ -180,11 +228,7 @@ class CoordinateMedian(Rule):
     names = ("cm", "cwmed", "median")
 
     def __call__(self, x: Tensor) -> Tensor:
-        n = x.shape[0]
-        if n % 2:
-            return x.median(0).values
-        s = x.sort(0).values
-        return 0.5 * (s[n // 2 - 1] + s[n // 2])
+        return coordinate_median(x)
 
 
 @register_rule
@@ -201,10 +245,7 @@ class TrimmedMean(Rule):
         _need_honest_majority(self)
 
     def __call__(self, x: Tensor) -> Tensor:
-        n, f = x.shape[0], self.f
-        if f == 0:
-            return x.mean(0)
-        return x.sort(0).values[f : n - f].mean(0)
+        return trimmed_mean(x, self.f)
 
 
 @register_rule
@@ -366,7 +407,7 @@ class Meamed(Rule):
         _need_honest_majority(self)
 
     def __call__(self, x: Tensor) -> Tensor:
-        med = CoordinateMedian(x.shape[0], self.f)(x)
+        med = coordinate_median(x)
         idx = (x - med).abs().topk(x.shape[0] - self.f, dim=0, largest=False).indices
         return x.gather(0, idx).mean(0)
 

@@ -52,16 +52,21 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def attack_label(attack: str, strength: Any, knowledge: str = "omniscient") -> str:
-    """Human label: ``ALIE (z=8)``, ``IPM (ε=2.5)``, ``ALIE (z=auto)``, ``MinMax [dir=sign]``."""
+def attack_label(
+    attack: str, strength: Any, knowledge: str = "omniscient", default: Any = None
+) -> str:
+    """Human label: ``ALIE (z=8)``, ``IPM (ε=2.5)``, ``ALIE (z=auto)``, ``MinMax [dir=sign]``;
+    an unset strength shows the attack's ``default`` as ``ALIE (z=0.18 default)``."""
     spec = parse(attack)
     base = _NAMES.get(spec.name, spec.name)
     if spec.params:
         base += " [" + ",".join(f"{k}={v}" for k, v in spec.params.items()) + "]"
     sym = _SYMBOL.get(spec.name)
     if sym is not None:
-        s = "default" if strength is None or strength == "" else strength
-        s = _num(float(s)) if isinstance(s, int | float) else str(s)
+        if strength is None or strength == "":
+            s = "default" if default is None else f"{float(default):.2g} default"
+        else:
+            s = _num(float(strength)) if isinstance(strength, int | float) else str(strength)
         base += f" ({sym}={s})"
     if knowledge == "local":
         base += ", local"
@@ -93,7 +98,8 @@ def collect(paths: list[Path]) -> pd.DataFrame:
                 "strength_value": float(strength) if isinstance(strength, int | float) else
                 (r["strength_summary"] or {}).get("median", math.nan),
                 "knowledge": s["knowledge"],
-                "attack_label": attack_label(s["attack"], s["strength"], s["knowledge"]),
+                "attack_label": attack_label(s["attack"], s["strength"], s["knowledge"],
+                                             strength),
                 "defense": s["defense"],
                 "seed": s["seed"],
                 "status": r["status"],
@@ -280,7 +286,6 @@ def figure(df: pd.DataFrame, metric: str = "max_acc"):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     d = df.assign(acc=df[metric].astype(float) * 100)
@@ -298,9 +303,15 @@ def figure(df: pd.DataFrame, metric: str = "max_acc"):
     )
     base = d[d["attack_name"] == NO_ATTACK].groupby(["beta", "defense"])["acc"].mean()
     palette = dict(zip(_order(swept["defense"]), sns.color_palette(n_colors=32), strict=False))
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    g.set_titles(row_template="{row_name}", col_template="β = {col_name}")
     for (_, beta), ax in g.axes_dict.items():
         if x == "strength_value":
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         for (b, dfn), v in base.items():
             if b == beta and dfn in palette:
                 ax.axhline(v, ls=":", lw=1, color=palette[dfn])
@@ -331,7 +342,8 @@ def curves_cmd(runs: list[Path], out: Path) -> None:
             rows.append({
                 "step": step, "acc": acc * 100, "defense": s["defense"],
                 "beta": _beta_label(s["beta"]),
-                "attack": attack_label(s["attack"], s["strength"], s["knowledge"]),
+                "attack": attack_label(s["attack"], s["strength"], s["knowledge"],
+                                       r["resolved"].get("strength")),
             })
     df = pd.DataFrame(rows)
     g = sns.relplot(data=df, x="step", y="acc", hue="defense", col="attack", row="beta",

@@ -1,0 +1,795 @@
+#!/usr/bin/env python
+"""Step-time benchmark for byzstress against a compute floor, a naive per-client loop and
+ByzFL 0.0.11, plus per-defense cost, scaling in n, and (on CUDA) the CIFAR-10 CNN.
+
+Everything runs in ONE process on the same machine, one baseline after the other; each
+training step is timed on its own with ``time.perf_counter`` (``torch.cuda.synchronize``
+before and after on CUDA) after warm-up steps, and medians / min / max are reported.
+
+Setting of the ``step`` section (see benchmarks/README.md): Fashion-MNIST, FmnistCNN
+(431,080 parameters), n = 17 clients, f = 3 Byzantine, batch 25 per client, worker momentum
+0.9 (EMA form), weight decay 1e-4, lr 0.1, ALIE with z = 8 (omniscient), defense
+trMean(NNM).
+
+Baselines:
+
+* ``byzstress`` -- ``byzstress.training.Simulator(RunSpec(...)).step()``.
+* ``floor``     -- one fused forward+backward of a plain ``nn.Module`` over all
+  ``(n - f) * B`` honest samples stacked as one batch (no per-client gradients), one
+  ``torch.cat`` of the gradients, the ``[n - f, d]`` momentum update, the ALIE vector,
+  the defense on the ``[n, d]`` stack and the SGD update. A lower bound on any simulator.
+* ``naive``     -- what most libraries do: a ``deepcopy`` of the model per honest client,
+  the global ``state_dict`` loaded into every copy each step, forward/backward per client,
+  ``torch.cat`` of the gradients, per-client momentum vectors, ``torch.stack``, ALIE,
+  the same byzstress defense object, and an SGD update of the global model.
+* ``byzfl``     -- ByzFL 0.0.11's own framework classes (``byzfl.Client``,
+  ``byzfl.Server`` with ``RobustAggregator`` TrMean + NNM, ``byzfl.ByzantineClient`` with
+  ``ALittleIsEnough``, ``byzfl.DataDistributor``), one step = the body of the ``DSGD`` loop
+  of ``byzfl.benchmark.train.start_training``. Deviations are listed in the JSON.
+
+Usage::
+
+    python benchmarks/bench_step.py --quick --out /tmp/bench.json
+    python benchmarks/bench_step.py --device cuda --out bench-h100.json
+    python benchmarks/bench_step.py --sections step --baselines byzstress,floor,naive
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from byzstress import __version__ as BYZSTRESS_VERSION  # noqa: N812
+from byzstress import data, defenses, models
+from byzstress.partition import PaddedShares, client_shares
+from byzstress.spec import RunSpec
+from byzstress.training import Simulator
+
+SECTIONS = ("step", "defenses", "scaling", "cifar")
+BASELINES = ("byzstress", "floor", "naive", "byzfl")
+DEFENSE_SPECS = (
+    "mean", "cm", "trmean", "rfa", "krum", "multikrum", "cclip", "mda", "meamed", "monna",
+    "trmean(nnm)", "rfa(buck)", "cm(nnm)", "krum(nnm)",
+)
+SCALING_N = (10, 17, 50, 100)
+
+# --------------------------------------------------------------------------- setting
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One benchmarked training configuration (shared by every baseline)."""
+
+    dataset: str = "fmnist"
+    model: str = "fmnist_cnn"
+    n: int = 17
+    f: int = 3
+    batch: int = 25
+    strength: float = 8.0  # ALIE z
+    defense: str = "trmean(nnm)"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    beta: float = 0.5  # Dirichlet concentration of the honest split
+    augment: bool = False
+    seed: int = 0
+
+    @property
+    def h(self) -> int:
+        return self.n - self.f
+
+    def run_spec(self, device: torch.device, root: Path) -> RunSpec:
+        return RunSpec(
+            dataset=self.dataset, model=self.model, n=self.n, f=self.f, steps=10**6,
+            batch_size=self.batch, lr=self.lr, momentum=self.momentum, momentum_form="ema",
+            weight_decay=self.weight_decay, beta=self.beta, attack="alie",
+            strength=self.strength, knowledge="omniscient", defense=self.defense,
+            seed=self.seed, augment=self.augment, device=device.type, data_root=str(root),
+            lr_milestones=[],
+        )
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int,
+               budget_s: float | None = None) -> list[float]:
+    """Run ``fn`` ``warmup`` times untimed, then time ``repeats`` calls one by one.
+
+    ``budget_s``: stop timing early (keeping at least one sample) once this many seconds
+    have been spent on timed calls, so a pathologically slow case cannot stall the run.
+    """
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times: list[float] = []
+    spent = 0.0
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+        if budget_s is not None and spent > budget_s:
+            break
+    return times
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    med = statistics.median(times)
+    return {
+        "median_s": med,
+        "min_s": min(times),
+        "max_s": max(times),
+        "steps_per_s": 1.0 / med if med > 0 else None,
+        "count": len(times),
+        "times_s": times,
+    }
+
+
+# --------------------------------------------------------------------------- data
+
+
+@functools.cache
+def _cached_load(name: str, root: str, train: bool, device: str, download: bool
+                 ) -> data.TensorData:
+    return _ORIGINAL_LOAD(name, root, train, device, download)
+
+
+_ORIGINAL_LOAD = data.load
+_FAKE: dict[tuple[str, bool, str], data.TensorData] = {}
+
+
+def _patched_load(name: str, root: str | Path | None = None, train: bool = True,
+                  device: torch.device | str = "cpu", download: bool = False
+                  ) -> data.TensorData:
+    """Benchmark-process replacement of ``byzstress.data.load``: loads each split once
+    (several Simulators are built), and serves the random stand-in for CIFAR-10 when one
+    was registered by :func:`fake_cifar10`."""
+    dev = str(torch.device(device))
+    if (name, train, dev) in _FAKE:
+        return _FAKE[(name, train, dev)]
+    root = str(root) if root is not None else str(data.default_root())
+    return _cached_load(name, root, train, dev, download)
+
+
+data.load = _patched_load  # Simulator calls data.load(...) through the module attribute
+
+
+def fake_cifar10(device: torch.device, seed: int = 0) -> None:
+    """Register random uint8 images / labels shaped like CIFAR-10 (50k train, 10k test)."""
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)
+    std = torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1)
+    for train, size in ((True, 50_000), (False, 10_000)):
+        x = torch.randint(0, 256, (size, 3, 32, 32), generator=g, dtype=torch.uint8)
+        y = torch.randint(0, 10, (size,), generator=g)
+        _FAKE[("cifar10", train, str(device))] = data.TensorData(x, y, mean, std, 10).to(device)
+
+
+def cifar10_present(root: Path) -> bool:
+    return (root / "cifar-10-batches-py" / "data_batch_1").exists()
+
+
+class ClientSampler:
+    """Each honest client's mini-batch from the same Dirichlet shares byzstress uses
+    (byzstress.partition), drawn as one gather; used by ``floor`` and ``naive``."""
+
+    def __init__(self, s: Setting, train: data.TensorData, device: torch.device) -> None:
+        honest, _ = client_shares(train.y.cpu().numpy(), s.n, s.f, s.beta, s.seed)
+        self.shares = PaddedShares(honest, device)
+        self.train, self.s = train, s
+        self.gen = torch.Generator().manual_seed(s.seed + 2)
+
+    def __call__(self) -> tuple[Tensor, Tensor]:
+        idx = self.shares.sample(self.s.batch, self.gen)  # [h, B]
+        xb = self.train.x[idx]
+        if self.s.augment:
+            xb = data.augment_crop_flip(xb.flatten(0, 1), self.gen).view_as(xb)
+        return self.train.normalize(xb), self.train.y[idx]
+
+
+def alie(honest: Tensor, f: int, z: float) -> Tensor:
+    """``μ − z σ`` (σ with ddof 1) repeated ``f`` times (byzstress's sign convention)."""
+    mu, sigma = honest.mean(0), honest.std(0, correction=1)
+    return (mu - z * sigma).unsqueeze(0).expand(f, -1)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+class ByzstressStep:
+    name = "byzstress"
+
+    def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
+        self.sim = Simulator(s.run_spec(device, root), device=device)
+        self.dim = self.sim.model.dim
+
+    def __call__(self) -> None:
+        self.sim.step()
+
+
+class FloorStep:
+    """Fused forward/backward over all honest samples + ALIE + defense + SGD update."""
+
+    name = "floor"
+
+    def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
+        self.s = s
+        train = data.load(s.dataset, root, True, device)
+        self.sample = ClientSampler(s, train, device)
+        torch.manual_seed(s.seed)
+        self.model = models.build(s.model, train.num_classes).to(device)
+        self.params = list(self.model.parameters())
+        self.dim = sum(p.numel() for p in self.params)
+        g = torch.Generator().manual_seed(s.seed + 5)
+        # distinct rows so ALIE's σ and the defense see realistic spread
+        self.mom = (0.01 * torch.randn(s.h, self.dim, generator=g)).to(device)
+        self.defense = defenses.build(s.defense, s.n, s.f, seed=s.seed + 1)
+
+    def __call__(self) -> None:
+        s = self.s
+        xb, yb = self.sample()
+        self.model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(xb.flatten(0, 1)), yb.flatten())
+        loss.backward()
+        g = torch.cat([p.grad.reshape(-1) for p in self.params])
+        self.mom.mul_(s.momentum).add_(g, alpha=1 - s.momentum)  # broadcast over [h, d]
+        x = torch.cat([self.mom, alie(self.mom, s.f, s.strength)])
+        agg = self.defense(x)
+        with torch.no_grad():
+            off = 0
+            for p in self.params:
+                p.sub_(agg[off : off + p.numel()].view_as(p), alpha=s.lr)
+                off += p.numel()
+        float(loss)  # every baseline reads the loss back each step
+
+
+class NaiveStep:
+    """A deepcopy of the model per honest client, one forward/backward each."""
+
+    name = "naive"
+
+    def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
+        self.s = s
+        train = data.load(s.dataset, root, True, device)
+        self.sample = ClientSampler(s, train, device)
+        torch.manual_seed(s.seed)
+        self.global_model = models.build(s.model, train.num_classes).to(device)
+        self.clients = [copy.deepcopy(self.global_model) for _ in range(s.h)]
+        self.dim = sum(p.numel() for p in self.global_model.parameters())
+        self.mom = [torch.zeros(self.dim, device=device) for _ in range(s.h)]
+        self.defense = defenses.build(s.defense, s.n, s.f, seed=s.seed + 1)
+
+    def __call__(self) -> None:
+        s = self.s
+        xb, yb = self.sample()
+        state = self.global_model.state_dict()
+        theta = torch.cat([p.detach().reshape(-1) for p in self.global_model.parameters()])
+        losses = []
+        for i, client in enumerate(self.clients):
+            client.load_state_dict(state)
+            client.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(client(xb[i]), yb[i])
+            loss.backward()
+            g = torch.cat([p.grad.reshape(-1) for p in client.parameters()])
+            g.add_(theta, alpha=s.weight_decay)
+            self.mom[i].mul_(s.momentum).add_(g, alpha=1 - s.momentum)
+            losses.append(loss.item())
+        honest = torch.stack(self.mom)
+        x = torch.cat([honest, alie(honest, s.f, s.strength)])
+        agg = self.defense(x)
+        with torch.no_grad():
+            off = 0
+            for p in self.global_model.parameters():
+                p.sub_(agg[off : off + p.numel()].view_as(p), alpha=s.lr)
+                off += p.numel()
+
+
+BYZFL_MAPPING = {
+    "honest clients": "byzfl.Client x (n - f), model_name='cnn_mnist' (ByzFL's own LeNet: "
+    "conv 1->20->50, fc 800->500->10, 431,080 parameters, log_softmax output), "
+    "loss_name='NLLLoss', momentum=0.9 (EMA form m <- b m + (1 - b) g, as byzstress), "
+    "training_dataloader from byzfl.DataDistributor('dirichlet_niid', 0.5), batch 25",
+    "byzantine clients": "byzfl.ByzantineClient({'name': 'ALittleIsEnough', 'f': 3, "
+    "'parameters': {'tau': 8.0}})",
+    "server": "byzfl.Server(optimizer_name='SGD', learning_rate=0.1, weight_decay=1e-4, "
+    "aggregator_info={'name': 'TrMean', 'parameters': {'f': 3}}, "
+    "pre_agg_list=[{'name': 'NNM', 'parameters': {'f': 3}}])",
+    "one step": "exactly the body of the 'DSGD' branch of "
+    "byzfl.benchmark.train.start_training: client.compute_gradients() for every honest "
+    "client, client.get_flat_gradients_with_momentum(), byz_client.apply_attack(honest), "
+    "server.update_model_with_gradients(honest + byz), then server.get_dict_parameters() "
+    "and client.set_model_state(...) for every client (evaluation excluded)",
+}
+
+BYZFL_DEVIATIONS = [
+    "model: ByzFL's own 'cnn_mnist' (same architecture and parameter count as byzstress's "
+    "FmnistCNN; its forward ends in log_softmax so the loss is NLLLoss = cross-entropy)",
+    "data: torchvision FashionMNIST read from the same staged IDX files, transform "
+    "ToTensor + Normalize(0.2860, 0.3530) (ByzFL's own benchmark adds RandomHorizontalFlip "
+    "for fashionmnist; byzstress runs Fashion-MNIST without augmentation, so it is left "
+    "out); the DataLoaders are ByzFL's (num_workers=0, shuffle=True, per-sample PIL "
+    "decode + transform) and their cost is part of ByzFL's step",
+    "weight decay: ByzFL applies it in the server's SGD optimizer to the aggregate; byzstress "
+    "adds it to every client's gradient before momentum (same cost order, different place)",
+    "ALIE sign: ByzFL sends mu + tau*sigma, byzstress mu - z*sigma (identical cost)",
+    "the honest split is ByzFL's own Dirichlet(0.5) over the 14 honest clients "
+    "(DataDistributor), redrawn with a new seed if any client gets no sample",
+    "byzfl.utils.misc.set_random_seed is not called (it sets cudnn.deterministic globally, "
+    "which would also slow the other baselines in this process); numpy/torch are seeded "
+    "directly instead",
+]
+
+
+class ByzflStep:
+    """ByzFL 0.0.11's framework loop (DSGD) for the same setting."""
+
+    name = "byzfl"
+
+    def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
+        import numpy as np
+        from torch.utils.data import DataLoader
+        from torchvision import datasets, transforms
+
+        import byzfl  # noqa: F401  (ImportError -> reported as skipped)
+        from byzfl import ByzantineClient, Client, DataDistributor, Server
+
+        if s.dataset != "fmnist":
+            raise NotImplementedError("the ByzFL baseline is wired for Fashion-MNIST only")
+        data.load("fmnist", root, False)  # stage the Debian IDX files if needed
+        tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.2860,), (0.3530,))])
+        train = datasets.FashionMNIST(str(root), train=True, download=False, transform=tf)
+        train.targets = torch.as_tensor(train.targets).long()
+        test = datasets.FashionMNIST(str(root), train=False, download=False, transform=tf)
+        test_loader = DataLoader(test, batch_size=500, shuffle=False)
+
+        dev = device.type
+        for attempt in range(20):
+            np.random.seed(s.seed + attempt)
+            loaders = DataDistributor({
+                "data_distribution_name": "dirichlet_niid",
+                "distribution_parameter": float(s.beta),
+                "nb_honest": s.h,
+                "data_loader": DataLoader(train, batch_size=s.batch),
+                "batch_size": s.batch,
+            }).split_data()
+            if min(len(dl.dataset) for dl in loaders) > 0:
+                break
+        self.split_sizes = [len(dl.dataset) for dl in loaders]
+        torch.manual_seed(s.seed)
+        common = {
+            "model_name": "cnn_mnist", "device": dev, "optimizer_name": "SGD",
+            "learning_rate": float(s.lr), "weight_decay": float(s.weight_decay),
+            "milestones": [], "learning_rate_decay": 1.0,
+        }
+        self.clients = [
+            Client({
+                **common, "loss_name": "NLLLoss", "LabelFlipping": False,
+                "training_dataloader": loaders[i], "momentum": float(s.momentum),
+                "nb_labels": 10, "store_per_client_metrics": False,
+            }) for i in range(s.h)
+        ]
+        agg = {"name": "TrMean", "parameters": {"f": s.f}}
+        pre = [{"name": "NNM", "parameters": {"f": s.f}}]
+        if s.defense.replace(" ", "").lower() != "trmean(nnm)":
+            raise NotImplementedError("the ByzFL baseline is wired for trmean(nnm) only")
+        self.server = Server({
+            **common, "test_loader": test_loader, "aggregator_info": agg, "pre_agg_list": pre,
+        })
+        self.byz = ByzantineClient({
+            "name": "ALittleIsEnough", "f": s.f,
+            "parameters": {"tau": float(s.strength), "aggregator_info": agg,
+                           "pre_agg_list": pre, "f": s.f},
+        })
+        state = self.server.get_dict_parameters()
+        for c in self.clients:
+            c.set_model_state(state)
+        self.dim = sum(p.numel() for p in self.server.model.parameters())
+
+    def __call__(self) -> None:
+        losses = [c.compute_gradients() for c in self.clients]
+        honest = [c.get_flat_gradients_with_momentum() for c in self.clients]
+        byz = self.byz.apply_attack(honest)
+        self.server.update_model_with_gradients(honest + byz)
+        state = self.server.get_dict_parameters()
+        for c in self.clients:
+            c.set_model_state(state)
+        sum(losses)
+
+
+BASELINE_CLASSES = {
+    "byzstress": ByzstressStep, "floor": FloorStep, "naive": NaiveStep, "byzfl": ByzflStep,
+}
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def bench_step(s: Setting, baselines: list[str], device: torch.device, root: Path,
+               args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"setting": asdict(s), "baselines": {}}
+    for name in baselines:
+        log(f"[step:{s.dataset}] {name} ...")
+        try:
+            runner = BASELINE_CLASSES[name](s, device, root)
+        except ImportError as err:
+            out["baselines"][name] = {"skipped": f"not installed: {err}"}
+            log(f"  skipped ({err})")
+            continue
+        except Exception as err:  # noqa: BLE001  (record, keep benchmarking the rest)
+            out["baselines"][name] = {"error": repr(err), "traceback": traceback.format_exc()}
+            log(f"  error: {err!r}")
+            continue
+        times = time_calls(runner, device, args.warmup, args.steps, args.budget)
+        res = summary(times)
+        res["param_count"] = runner.dim
+        if name == "byzfl":
+            import byzfl
+
+            res["byzfl_version"] = getattr(byzfl, "__version__", None) or _dist_version("byzfl")
+            res["mapping"] = BYZFL_MAPPING
+            res["deviations"] = BYZFL_DEVIATIONS
+            res["client_split_sizes"] = runner.split_sizes
+        out["baselines"][name] = res
+        log(f"  median {res['median_s'] * 1e3:.1f} ms/step ({res['steps_per_s']:.2f} steps/s, "
+            f"n={res['count']})")
+        del runner
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    out["ratios"] = ratios(out["baselines"])
+    return out
+
+
+def ratios(b: dict[str, Any]) -> dict[str, float]:
+    """Time ratios (= inverse steps/s ratios)."""
+    med = {k: v["median_s"] for k, v in b.items() if "median_s" in v}
+    r: dict[str, float] = {}
+    if "byzstress" in med:
+        if "floor" in med:
+            r["byzstress_over_floor_time"] = med["byzstress"] / med["floor"]
+        for other in ("naive", "byzfl"):
+            if other in med:
+                # = steps/s(byzstress) / steps/s(other): speed-up of byzstress over `other`
+                r[f"{other}_over_byzstress_time"] = med[other] / med["byzstress"]
+    return r
+
+
+def _bench_input(n: int, f: int, d: int, device: torch.device, z: float) -> Tensor:
+    """``n − f`` honest-looking vectors (common mean + spread) then ``f`` ALIE copies."""
+    g = torch.Generator().manual_seed(1234)
+    common = torch.randn(d, generator=g) * 0.05
+    honest = common + 0.02 * torch.randn(n - f, d, generator=g)
+    honest = honest.to(device)
+    return torch.cat([honest, alie(honest, f, z)]).contiguous()
+
+
+def bench_defenses(specs: list[str], model_names: list[str], n: int, f: int,
+                   device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": n, "f": f, "input": "n-f honest-like rows (shared mean + "
+                           "Gaussian spread) and f ALIE rows (z=strength)", "models": {}}
+    for mname in model_names:
+        d = sum(p.numel() for p in models.build(mname).parameters())
+        x = _bench_input(n, f, d, device, args.strength)
+        rows: dict[str, Any] = {}
+        for spec in specs:
+            log(f"[defenses] {mname} d={d} {spec} ...")
+            try:
+                dfn = defenses.build(spec, n, f, seed=1)
+                times = time_calls(lambda dfn=dfn: dfn(x), device, args.def_warmup,
+                                   args.repeats, args.budget)
+                res = summary(times)
+                if dfn.info:
+                    res["info"] = dict(dfn.info)
+                rows[spec] = res
+                log(f"  median {res['median_s'] * 1e3:.2f} ms")
+            except Exception as err:  # noqa: BLE001
+                rows[spec] = {"error": repr(err)}
+                log(f"  error: {err!r}")
+        out["models"][mname] = {"d": d, "defenses": rows}
+        del x
+    return out
+
+
+def bench_scaling(base: Setting, ns: list[int], device: torch.device, root: Path,
+                  args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for n in ns:
+        f = n // 5
+        while f > 0 and 2 * f >= n:
+            f -= 1
+        s = replace(base, n=n, f=f)
+        log(f"[scaling] byzstress n={n} f={f} ...")
+        try:
+            runner = ByzstressStep(s, device, root)
+            res = summary(time_calls(runner, device, args.warmup, args.steps, args.budget))
+            del runner
+        except Exception as err:  # noqa: BLE001
+            res = {"error": repr(err)}
+            log(f"  error: {err!r}")
+        else:
+            log(f"  median {res['median_s'] * 1e3:.1f} ms/step")
+        rows.append({"n": n, "f": f, "honest": n - f, **res})
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else None,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "byzstress": BYZSTRESS_VERSION,
+        "byzfl": _dist_version("byzfl"),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else _cpu_model(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    with contextlib.suppress(Exception):
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or None
+    return info
+
+
+def print_step_table(title: str, res: dict[str, Any]) -> None:
+    print(f"\n== {title} ==")
+    print(f"{'baseline':<11} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'steps/s':>8}  n")
+    for name, r in res["baselines"].items():
+        if "median_s" not in r:
+            print(f"{name:<11} {r.get('skipped') or r.get('error')}")
+            continue
+        print(f"{name:<11} {r['median_s'] * 1e3:10.1f} {r['min_s'] * 1e3:9.1f} "
+              f"{r['max_s'] * 1e3:9.1f} {r['steps_per_s']:8.2f}  {r['count']}")
+    labels = {
+        "byzstress_over_floor_time": "byzstress / floor (time; 1 = at the floor)",
+        "naive_over_byzstress_time": "naive / byzstress (time = byzstress's steps/s gain)",
+        "byzfl_over_byzstress_time": "byzfl / byzstress (time = byzstress's steps/s gain)",
+    }
+    for k, v in res["ratios"].items():
+        print(f"  {labels.get(k, k)}: {v:.2f}x")
+
+
+def print_defense_table(res: dict[str, Any]) -> None:
+    for mname, block in res["models"].items():
+        print(f"\n== defenses, n={res['n']} f={res['f']}, {mname} (d={block['d']:,}) ==")
+        for spec, r in block["defenses"].items():
+            if "median_s" in r:
+                extra = f"  {r['info']}" if "info" in r else ""
+                print(f"{spec:<13} {r['median_s'] * 1e3:10.2f} ms  "
+                      f"[{r['min_s'] * 1e3:.2f}, {r['max_s'] * 1e3:.2f}]{extra}")
+            else:
+                print(f"{spec:<13} {r['error']}")
+
+
+def print_scaling_table(rows: list[dict[str, Any]]) -> None:
+    print("\n== scaling (byzstress simulator) ==")
+    for r in rows:
+        if "median_s" in r:
+            print(f"n={r['n']:<4} f={r['f']:<3} {r['median_s'] * 1e3:10.1f} ms/step  "
+                  f"{r['steps_per_s']:7.2f} steps/s")
+        else:
+            print(f"n={r['n']:<4} f={r['f']:<3} {r['error']}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _defense_csv(text: str) -> list[str]:
+    """Comma-separated defense specs; commas inside [] / () do not split."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="few steps/repeats (smoke run; numbers are not meaningful)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    p.add_argument("--sections", default=None,
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: "
+                   "step,defenses,scaling, plus cifar on CUDA)")
+    p.add_argument("--baselines", default=",".join(BASELINES),
+                   help=f"for the step section: subset of {','.join(BASELINES)}")
+    p.add_argument("--steps", type=int, help="timed steps per baseline (default 30; quick 3)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up steps (default 5; quick 1)")
+    p.add_argument("--repeats", type=int,
+                   help="timed calls per defense (default 30; quick 3)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="stop timing one case after this many timed seconds (default: none; "
+                   "quick: 20)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--data-root", type=Path,
+                   help="byzstress data root (default $BYZSTRESS_DATA or /tmp/bench-data)")
+    p.add_argument("--strength", type=float, default=8.0, help="ALIE z (default 8)")
+    p.add_argument("--defense", default="trmean(nnm)", help="defense of the step section")
+    p.add_argument("--defense-specs", default=",".join(DEFENSE_SPECS),
+                   help="defense specs for the defenses section")
+    p.add_argument("--defense-models", default="fmnist_cnn,cifar_cnn",
+                   help="models whose parameter count d is used in the defenses section")
+    p.add_argument("--scaling-n", default=",".join(map(str, SCALING_N)),
+                   help="client counts for the scaling section (f = n // 5)")
+    p.add_argument("--cifar-baselines", default="byzstress,floor,naive",
+                   help="baselines of the cifar section (byzfl is not wired for CIFAR)")
+    a = p.parse_args(argv)
+    a.steps = a.steps if a.steps is not None else (3 if a.quick else 30)
+    a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 5)
+    a.repeats = a.repeats if a.repeats is not None else (3 if a.quick else 30)
+    a.def_warmup = 1 if a.quick else 3
+    if a.budget is None and a.quick:
+        a.budget = 20.0
+    if a.steps < 1 or a.repeats < 1 or a.warmup < 0:
+        p.error("--steps and --repeats must be >= 1, --warmup >= 0")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    sections = _csv(args.sections) if args.sections else (
+        ["step", "defenses", "scaling"] + (["cifar"] if device.type == "cuda" else []))
+    bad = [x for x in sections if x not in SECTIONS]
+    baselines = _csv(args.baselines)
+    bad += [x for x in baselines if x not in BASELINES]
+    if bad:
+        print(f"error: unknown section/baseline {bad}", file=sys.stderr)
+        return 2
+    root = args.data_root or Path(os.environ.get("BYZSTRESS_DATA", "/tmp/bench-data"))
+    root.mkdir(parents=True, exist_ok=True)
+
+    result: dict[str, Any] = {
+        "schema": 1,
+        "command": [sys.executable, *sys.argv] if argv is None else ["bench_step.py", *argv],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(device),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "sections": sections,
+        "notes": [
+            "medians over individually timed steps after warm-up; ratios are time ratios "
+            "(X_over_byzstress_time = steps/s of byzstress / steps/s of X)",
+            "byzstress.data.load is wrapped in this process to load each split once (and to "
+            "serve random CIFAR-10-shaped tensors when CIFAR-10 is absent)",
+        ],
+    }
+    t_all = time.perf_counter()
+    base = Setting(defense=args.defense, strength=args.strength)
+
+    if "step" in sections:
+        result["step"] = bench_step(base, baselines, device, root, args)
+        print_step_table("step: Fashion-MNIST CNN, n=17 f=3 B=25, ALIE z=%g vs %s"
+                         % (args.strength, args.defense), result["step"])
+    if "defenses" in sections:
+        result["defenses"] = bench_defenses(
+            _defense_csv(args.defense_specs), _csv(args.defense_models), base.n, base.f,
+            device, args)
+        print_defense_table(result["defenses"])
+    if "scaling" in sections:
+        result["scaling"] = bench_scaling(base, [int(x) for x in _csv(args.scaling_n)],
+                                          device, root, args)
+        print_scaling_table(result["scaling"])
+    if "cifar" in sections:
+        real = cifar10_present(root)
+        if not real:
+            fake_cifar10(device)
+        cs = replace(base, dataset="cifar10", model="cifar_cnn", batch=32, augment=True)
+        res = bench_step(cs, [b for b in _csv(args.cifar_baselines) if b != "byzfl"],
+                         device, root, args)
+        res["data"] = "CIFAR-10" if real else (
+            "random uint8 tensors shaped like CIFAR-10 (50k x 3x32x32, random labels): "
+            "CIFAR-10 not found under the data root; step cost does not depend on the pixels")
+        result["cifar"] = res
+        print_step_table("cifar: CIFAR-10 CNN (crop+flip), n=17 f=3 B=32, "
+                         + ("CIFAR-10" if real else "random CIFAR-shaped data"), res)
+
+    result["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result["total_wall_s"] = time.perf_counter() - t_all
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1, default=_json_default))
+        os.replace(tmp, args.out)
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path | torch.device):
+        return str(o)
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The Snakemake pipeline for real: a tiny study on real Fashion-MNIST, incremental
+re-runs, the report, lint/format checks, schema rejections, env files, the SLURM profile."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "studies": ["tiny"],
+    "results": "results",
+    "definitions": {
+        "tiny": {
+            "dataset": "fmnist",
+            "train": {"n": 7, "f": 1, "steps": 6, "eval_every": 3, "eval_batch_size": 1000},
+            "betas": [0.5],
+            "seeds": [0, 1],
+            "defenses": ["CM", "trMean(NNM)"],
+            "attacks": [
+                {"name": "none"},
+                {"name": "alie", "strengths": [8]},
+                {"name": "ipm", "strengths": [0.1, 2.5]},
+            ],
+            "report": {"table": True, "figure": True, "paper": False},
+            "resources": {"mem_mb": 1000, "runtime": 10, "threads": 1},
+        }
+    },
+}
+
+
+def smk(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    block = output.split("Job stats:")[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def write_config(workdir: Path, cfg: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory, fmnist_root):
+    wd = tmp_path_factory.mktemp("study")
+    cfg = copy.deepcopy(TINY)
+    cfg["data_root"] = str(fmnist_root)
+    write_config(wd, cfg)
+    r = smk(wd, "--cores", "2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return wd, cfg
+
+
+@pytest.mark.slow
+def test_end_to_end_tables_and_figures(tiny_study):
+    wd, _ = tiny_study
+    out = wd / "results" / "tiny"
+    runs = sorted((out / "runs").rglob("*.json"))
+    assert len(runs) == 4 * 2 * 2  # (none, alie 8, ipm 0.1, ipm 2.5) x 2 defenses x 2 seeds
+    assert "beta~0.5/alie~8/trmean-nnm/seed~1.json" in "\n".join(str(p) for p in runs)
+    tidy = pd.read_csv(out / "runs.csv")
+    assert len(tidy) == 16 and set(tidy["seed"]) == {0, 1}
+    table = pd.read_csv(out / "table1.csv")
+    assert len(table) == 4 * 2
+    assert set(table["attack_label"]) == {"No attack", "ALIE (z=8)", "IPM (ε=0.1)", "IPM (ε=2.5)"}
+    assert (table["seeds"] == 2).all()
+    # one strongest (lowest mean) attack per defense column, never the no-attack row
+    strongest = table[table["strongest"]]
+    assert len(strongest) == 2 and "No attack" not in set(strongest["attack_label"])
+    for _, grp in table[table["attack_label"] != "No attack"].groupby("defense"):
+        assert grp.loc[grp["strongest"], "mean"].iloc[0] == grp["mean"].min()
+    md = (out / "table1.md").read_text()
+    assert "| Attack | CM (β=0.5) | trMean(NNM) (β=0.5) |" in md and "**" in md
+    assert "\\textbf{" in (out / "table1.tex").read_text()
+    for name in ("figure1.png", "figure1.pdf", "curves.png", "leaderboard.png"):
+        assert (out / name).stat().st_size > 5000, name
+    lb = pd.read_csv(out / "leaderboard.csv")
+    assert len(lb) == 2  # defenses x betas
+    # the leaderboard's worst case is the minimum over the run JSONs' seed means
+    for _, row in lb.iterrows():
+        sel = tidy[(tidy["defense"] == row["defense"]) & (tidy["attack"] != "none")]
+        means = sel.groupby("attack_label")["max_acc"].mean() * 100
+        assert row["worst_case"] == pytest.approx(means.min())
+        assert row["worst_attack"] == means.idxmin()
+
+
+@pytest.mark.slow
+def test_adding_an_attack_schedules_only_its_runs(tiny_study, tmp_path):
+    wd, cfg = tiny_study
+    r = smk(wd, "-n")
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+    more = copy.deepcopy(cfg)
+    more["definitions"]["tiny"]["attacks"].append({"name": "sf"})
+    write_config(wd, more)
+    try:
+        r = smk(wd, "-n")
+        assert r.returncode == 0, r.stderr[-3000:]
+        counts = job_counts(r.stdout)
+        assert counts["train"] == 1 * 2 * 2  # beta x defenses x seeds of the new attack
+        assert {k: v for k, v in counts.items() if k != "train"} == {
+            "collect": 1, "table": 1, "figure": 1, "curves": 1, "leaderboard": 1, "all": 1,
+            "total": 10,
+        }
+        stronger = copy.deepcopy(cfg)
+        stronger["definitions"]["tiny"]["attacks"][1]["strengths"] = [8, 16]
+        write_config(wd, stronger)
+        assert job_counts(smk(wd, "-n").stdout)["train"] == 4
+    finally:
+        write_config(wd, cfg)
+
+
+@pytest.mark.slow
+def test_html_report(tiny_study):
+    wd, _ = tiny_study
+    r = smk(wd, "--report", str(wd / "report.html"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    html = (wd / "report.html").read_text(errors="replace")
+    assert len(html) > 50_000 and "Table 1" in html and "Leaderboard" in html
+
+
+def test_lint_and_format_are_clean():
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-n"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations" in r.stdout + r.stderr
+    fmt = Path(sys.executable).with_name("snakefmt")
+    r = subprocess.run([str(fmt), "--check", "Snakefile", "workflow"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _schema_errors(cfg: dict) -> str:
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(copy.deepcopy(cfg), str(ROOT / "workflow/schemas/config.schema.yaml"))
+    except WorkflowError as err:
+        return str(err)
+    return ""
+
+
+def _bad(path: list, value) -> dict:
+    cfg = copy.deepcopy(TINY)
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"),
+    [
+        (["definitions", "tiny", "train", "colour"], "red", "colour"),
+        (["definitions", "tiny", "train", "steps"], -1, "-1"),
+        (["definitions", "tiny", "train", "lr"], "1e-3", "1e-3"),
+        (["definitions", "tiny", "betas"], [0.5, -1], "-1"),
+        (["definitions", "tiny", "betas"], ["uniform"], "uniform"),
+        (["definitions", "tiny", "dataset"], "mnist", "mnist"),
+        (["definitions", "tiny", "attacks"], [{"name": "alie", "strengths": ["1e-3"]}], "1e-3"),
+        (["definitions", "tiny", "attacks"], [{"nom": "alie"}], "nom"),
+        (["definitions", "tiny", "seeds"], [], "seeds"),
+        (["definitions", "tiny", "resources", "mem_mb"], 100, "100"),
+        (["studies"], "tiny", "tiny"),
+        (["extra_key"], 1, "extra_key"),
+    ],
+)
+def test_schema_rejects_bad_configs(path, value, needle):
+    assert _schema_errors(TINY) == ""
+    message = _schema_errors(_bad(path, value))
+    assert message and needle in message
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda c: c["definitions"]["tiny"]["attacks"].append({"name": "alee"}),
+         "unknown attack 'alee'; valid:"),
+        (lambda c: c["definitions"]["tiny"]["defenses"].append("trMean(NMM)"),
+         "unknown pre-aggregator 'nmm'; valid:"),
+        (lambda c: c.update(studies=["nope"]), "unknown study 'nope'; defined: tiny"),
+        (lambda c: c["definitions"]["tiny"]["train"].update(colour=1), "colour"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, mutate, needle):
+    cfg = copy.deepcopy(TINY)
+    mutate(cfg)
+    write_config(tmp_path, cfg)
+    r = smk(tmp_path, "-n")
+    assert r.returncode != 0
+    assert needle in r.stdout + r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_slurm_profile_dry_runs():
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_env_files_pin_what_pyproject_pins():
+    import tomllib
+
+    pins = {}
+    for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        m = re.match(r"^([A-Za-z0-9_.\-\[\]]+?)(\[.*\])?==(.+)$", dep)
+        if m:
+            pins[m.group(1).lower()] = m.group(3)
+    assert {"torch", "torchvision"} <= set(pins)
+    envs = sorted((ROOT / "envs").glob("*.yaml"))
+    assert envs
+    for env in envs:
+        spec = yaml.safe_load(env.read_text())
+        assert "python=3.11" in spec["dependencies"]
+        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+        listed = {}
+        for dep in pip:
+            m = re.match(r"^([A-Za-z0-9_.\-]+)==(.+)$", dep)
+            if m:
+                listed[m.group(1).lower()] = m.group(2)
+        for name in ("torch", "torchvision", "seaborn"):
+            assert listed.get(name) == pins[name], (env.name, name)
+    used = set()
+    for smk_file in (ROOT / "workflow" / "rules").glob("*.smk"):
+        used |= set(re.findall(r'"\.\./\.\./(envs/[^"]+)"', smk_file.read_text()))
+    assert used and all((ROOT / u).exists() for u in used)

@@ -2,9 +2,11 @@
 """Step-time benchmark for byzstress against a compute floor, a naive per-client loop and
 ByzFL 0.0.11, plus per-defense cost, scaling in n, and (on CUDA) the CIFAR-10 CNN.
 
-Everything runs in ONE process on the same machine, one baseline after the other; each
-training step is timed on its own with ``time.perf_counter`` (``torch.cuda.synchronize``
-before and after on CUDA) after warm-up steps, and medians / min / max are reported.
+Everything runs in ONE process on the same machine. Each training step is timed on its own
+with ``time.perf_counter`` (``torch.cuda.synchronize`` before and after on CUDA) after
+warm-up steps, and medians / min / max are reported. The step baselines are built first,
+warmed up, then timed interleaved in ``--rounds`` rounds so that background load that
+drifts over time affects all of them alike.
 
 Setting of the ``step`` section (see benchmarks/README.md): Fashion-MNIST, FmnistCNN
 (431,080 parameters), n = 17 clients, f = 3 Byzantine, batch 25 per client, worker momentum
@@ -17,7 +19,8 @@ Baselines:
 * ``floor``     -- one fused forward+backward of a plain ``nn.Module`` over all
   ``(n - f) * B`` honest samples stacked as one batch (no per-client gradients), one
   ``torch.cat`` of the gradients, the ``[n - f, d]`` momentum update, the ALIE vector,
-  the defense on the ``[n, d]`` stack and the SGD update. A lower bound on any simulator.
+  the defense on the ``[n, d]`` stack and the SGD update: the same arithmetic with no
+  per-client gradients and no framework overhead, i.e. the reference lower bound.
 * ``naive``     -- what most libraries do: a ``deepcopy`` of the model per honest client,
   the global ``state_dict`` loaded into every copy each step, forward/backward per client,
   ``torch.cat`` of the gradients, per-client momentum vectors, ``torch.stack``, ALIE,
@@ -56,11 +59,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
-from torch import Tensor, nn
+import torch.nn.functional as F
+from torch import Tensor
 
-from byzstress import __version__ as BYZSTRESS_VERSION  # noqa: N812
+from byzstress import __version__ as BYZSTRESS_VERSION
 from byzstress import data, defenses, models
+from byzstress.attacks import AttackContext
 from byzstress.partition import PaddedShares, client_shares
 from byzstress.spec import RunSpec
 from byzstress.training import Simulator
@@ -68,8 +72,20 @@ from byzstress.training import Simulator
 SECTIONS = ("step", "defenses", "scaling", "cifar")
 BASELINES = ("byzstress", "floor", "naive", "byzfl")
 DEFENSE_SPECS = (
-    "mean", "cm", "trmean", "rfa", "krum", "multikrum", "cclip", "mda", "meamed", "monna",
-    "trmean(nnm)", "rfa(buck)", "cm(nnm)", "krum(nnm)",
+    "mean",
+    "cm",
+    "trmean",
+    "rfa",
+    "krum",
+    "multikrum",
+    "cclip",
+    "mda",
+    "meamed",
+    "monna",
+    "trmean(nnm)",
+    "rfa(buck)",
+    "cm(nnm)",
+    "krum(nnm)",
 )
 SCALING_N = (10, 17, 50, 100)
 
@@ -100,11 +116,25 @@ class Setting:
 
     def run_spec(self, device: torch.device, root: Path) -> RunSpec:
         return RunSpec(
-            dataset=self.dataset, model=self.model, n=self.n, f=self.f, steps=10**6,
-            batch_size=self.batch, lr=self.lr, momentum=self.momentum, momentum_form="ema",
-            weight_decay=self.weight_decay, beta=self.beta, attack="alie",
-            strength=self.strength, knowledge="omniscient", defense=self.defense,
-            seed=self.seed, augment=self.augment, device=device.type, data_root=str(root),
+            dataset=self.dataset,
+            model=self.model,
+            n=self.n,
+            f=self.f,
+            steps=10**6,
+            batch_size=self.batch,
+            lr=self.lr,
+            momentum=self.momentum,
+            momentum_form="ema",
+            weight_decay=self.weight_decay,
+            beta=self.beta,
+            attack="alie",
+            strength=self.strength,
+            knowledge="omniscient",
+            defense=self.defense,
+            seed=self.seed,
+            augment=self.augment,
+            device=device.type,
+            data_root=str(root),
             lr_milestones=[],
         )
 
@@ -117,8 +147,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int,
-               budget_s: float | None = None) -> list[float]:
+def time_calls(
+    fn: Callable[[], Any],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    budget_s: float | None = None,
+) -> list[float]:
     """Run ``fn`` ``warmup`` times untimed, then time ``repeats`` calls one by one.
 
     ``budget_s``: stop timing early (keeping at least one sample) once this many seconds
@@ -158,8 +193,7 @@ def summary(times: list[float]) -> dict[str, Any]:
 
 
 @functools.cache
-def _cached_load(name: str, root: str, train: bool, device: str, download: bool
-                 ) -> data.TensorData:
+def _cached_load(name: str, root: str, train: bool, device: str, download: bool) -> data.TensorData:
     return _ORIGINAL_LOAD(name, root, train, device, download)
 
 
@@ -167,9 +201,13 @@ _ORIGINAL_LOAD = data.load
 _FAKE: dict[tuple[str, bool, str], data.TensorData] = {}
 
 
-def _patched_load(name: str, root: str | Path | None = None, train: bool = True,
-                  device: torch.device | str = "cpu", download: bool = False
-                  ) -> data.TensorData:
+def _patched_load(
+    name: str,
+    root: str | Path | None = None,
+    train: bool = True,
+    device: torch.device | str = "cpu",
+    download: bool = False,
+) -> data.TensorData:
     """Benchmark-process replacement of ``byzstress.data.load``: loads each split once
     (several Simulators are built), and serves the random stand-in for CIFAR-10 when one
     was registered by :func:`fake_cifar10`."""
@@ -235,6 +273,20 @@ class ByzstressStep:
     def __call__(self) -> None:
         self.sim.step()
 
+    def components(self) -> dict[str, Callable[[], Any]]:
+        sim, h, f = self.sim, self.sim.h, self.sim.spec.f
+        mom = sim.momentum[:h]
+
+        def attack() -> Tensor:
+            return sim.attack(AttackContext(honest=mom, f=f, generator=sim.attack_gen))
+
+        x = torch.cat([mom, attack()])
+        return {
+            "client_vectors (gather + vmap grads + momentum)": sim.client_vectors,
+            "attack (ALIE)": attack,
+            "defense": lambda: sim.defense(x),
+        }
+
 
 class FloorStep:
     """Fused forward/backward over all honest samples + ALIE + defense + SGD update."""
@@ -269,7 +321,15 @@ class FloorStep:
             for p in self.params:
                 p.sub_(agg[off : off + p.numel()].view_as(p), alpha=s.lr)
                 off += p.numel()
-        float(loss)  # every baseline reads the loss back each step
+        float(loss.detach())  # every baseline reads the loss back each step
+
+    def components(self) -> dict[str, Callable[[], Any]]:
+        def fwd_bwd() -> None:
+            xb, yb = self.sample()
+            self.model.zero_grad(set_to_none=True)
+            F.cross_entropy(self.model(xb.flatten(0, 1)), yb.flatten()).backward()
+
+        return {"fused forward+backward (incl. batch gather)": fwd_bwd}
 
 
 class NaiveStep:
@@ -311,6 +371,17 @@ class NaiveStep:
             for p in self.global_model.parameters():
                 p.sub_(agg[off : off + p.numel()].view_as(p), alpha=s.lr)
                 off += p.numel()
+
+    def components(self) -> dict[str, Callable[[], Any]]:
+        def loop() -> None:
+            xb, yb = self.sample()
+            state = self.global_model.state_dict()
+            for i, client in enumerate(self.clients):
+                client.load_state_dict(state)
+                client.zero_grad(set_to_none=True)
+                F.cross_entropy(client(xb[i]), yb[i]).backward()
+
+        return {"per-client load_state_dict + forward+backward loop": loop}
 
 
 BYZFL_MAPPING = {
@@ -355,12 +426,11 @@ class ByzflStep:
     name = "byzfl"
 
     def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
+        # ImportError (byzfl not installed) is reported as "skipped" by bench_step
         import numpy as np
+        from byzfl import ByzantineClient, Client, DataDistributor, Server
         from torch.utils.data import DataLoader
         from torchvision import datasets, transforms
-
-        import byzfl  # noqa: F401  (ImportError -> reported as skipped)
-        from byzfl import ByzantineClient, Client, DataDistributor, Server
 
         if s.dataset != "fmnist":
             raise NotImplementedError("the ByzFL baseline is wired for Fashion-MNIST only")
@@ -374,41 +444,66 @@ class ByzflStep:
         dev = device.type
         for attempt in range(20):
             np.random.seed(s.seed + attempt)
-            loaders = DataDistributor({
-                "data_distribution_name": "dirichlet_niid",
-                "distribution_parameter": float(s.beta),
-                "nb_honest": s.h,
-                "data_loader": DataLoader(train, batch_size=s.batch),
-                "batch_size": s.batch,
-            }).split_data()
+            loaders = DataDistributor(
+                {
+                    "data_distribution_name": "dirichlet_niid",
+                    "distribution_parameter": float(s.beta),
+                    "nb_honest": s.h,
+                    "data_loader": DataLoader(train, batch_size=s.batch),
+                    "batch_size": s.batch,
+                }
+            ).split_data()
             if min(len(dl.dataset) for dl in loaders) > 0:
                 break
         self.split_sizes = [len(dl.dataset) for dl in loaders]
         torch.manual_seed(s.seed)
         common = {
-            "model_name": "cnn_mnist", "device": dev, "optimizer_name": "SGD",
-            "learning_rate": float(s.lr), "weight_decay": float(s.weight_decay),
-            "milestones": [], "learning_rate_decay": 1.0,
+            "model_name": "cnn_mnist",
+            "device": dev,
+            "optimizer_name": "SGD",
+            "learning_rate": float(s.lr),
+            "weight_decay": float(s.weight_decay),
+            "milestones": [],
+            "learning_rate_decay": 1.0,
         }
         self.clients = [
-            Client({
-                **common, "loss_name": "NLLLoss", "LabelFlipping": False,
-                "training_dataloader": loaders[i], "momentum": float(s.momentum),
-                "nb_labels": 10, "store_per_client_metrics": False,
-            }) for i in range(s.h)
+            Client(
+                {
+                    **common,
+                    "loss_name": "NLLLoss",
+                    "LabelFlipping": False,
+                    "training_dataloader": loaders[i],
+                    "momentum": float(s.momentum),
+                    "nb_labels": 10,
+                    "store_per_client_metrics": False,
+                }
+            )
+            for i in range(s.h)
         ]
         agg = {"name": "TrMean", "parameters": {"f": s.f}}
         pre = [{"name": "NNM", "parameters": {"f": s.f}}]
         if s.defense.replace(" ", "").lower() != "trmean(nnm)":
             raise NotImplementedError("the ByzFL baseline is wired for trmean(nnm) only")
-        self.server = Server({
-            **common, "test_loader": test_loader, "aggregator_info": agg, "pre_agg_list": pre,
-        })
-        self.byz = ByzantineClient({
-            "name": "ALittleIsEnough", "f": s.f,
-            "parameters": {"tau": float(s.strength), "aggregator_info": agg,
-                           "pre_agg_list": pre, "f": s.f},
-        })
+        self.server = Server(
+            {
+                **common,
+                "test_loader": test_loader,
+                "aggregator_info": agg,
+                "pre_agg_list": pre,
+            }
+        )
+        self.byz = ByzantineClient(
+            {
+                "name": "ALittleIsEnough",
+                "f": s.f,
+                "parameters": {
+                    "tau": float(s.strength),
+                    "aggregator_info": agg,
+                    "pre_agg_list": pre,
+                    "f": s.f,
+                },
+            }
+        )
         state = self.server.get_dict_parameters()
         for c in self.clients:
             c.set_model_state(state)
@@ -424,9 +519,30 @@ class ByzflStep:
             c.set_model_state(state)
         sum(losses)
 
+    def components(self) -> dict[str, Callable[[], Any]]:
+        honest = [c.momentum_gradient for c in self.clients]
+        vectors = honest + self.byz.apply_attack(honest)
+
+        def sync_models() -> None:
+            state = self.server.get_dict_parameters()
+            for c in self.clients:
+                c.set_model_state(state)
+
+        return {
+            "clients compute_gradients (DataLoader + forward+backward)": lambda: [
+                c.compute_gradients() for c in self.clients
+            ],
+            "attack (ALittleIsEnough)": lambda: self.byz.apply_attack(honest),
+            "server.aggregate (NNM + TrMean)": lambda: self.server.aggregate(vectors),
+            "broadcast (get_dict_parameters + set_model_state x clients)": sync_models,
+        }
+
 
 BASELINE_CLASSES = {
-    "byzstress": ByzstressStep, "floor": FloorStep, "naive": NaiveStep, "byzfl": ByzflStep,
+    "byzstress": ByzstressStep,
+    "floor": FloorStep,
+    "naive": NaiveStep,
+    "byzfl": ByzflStep,
 }
 
 
@@ -437,37 +553,67 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def bench_step(s: Setting, baselines: list[str], device: torch.device, root: Path,
-               args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"setting": asdict(s), "baselines": {}}
+def bench_step(
+    s: Setting, baselines: list[str], device: torch.device, root: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Build every baseline, warm each up, then time them interleaved in ``args.rounds``
+    rounds (each round times about ``steps / rounds`` steps of every baseline in turn), so
+    that drifting background load on a shared machine hits all baselines alike."""
+    out: dict[str, Any] = {"setting": asdict(s), "rounds": args.rounds, "baselines": {}}
+    runners: dict[str, Any] = {}
     for name in baselines:
-        log(f"[step:{s.dataset}] {name} ...")
+        log(f"[step:{s.dataset}] building {name} ...")
         try:
-            runner = BASELINE_CLASSES[name](s, device, root)
+            runners[name] = BASELINE_CLASSES[name](s, device, root)
         except ImportError as err:
             out["baselines"][name] = {"skipped": f"not installed: {err}"}
             log(f"  skipped ({err})")
-            continue
-        except Exception as err:  # noqa: BLE001  (record, keep benchmarking the rest)
+        except Exception as err:  # record it, keep benchmarking the rest
             out["baselines"][name] = {"error": repr(err), "traceback": traceback.format_exc()}
             log(f"  error: {err!r}")
-            continue
-        times = time_calls(runner, device, args.warmup, args.steps, args.budget)
-        res = summary(times)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        time_calls(runner, device, args.warmup, 0)
+    per_round = [
+        args.steps // args.rounds + (r < args.steps % args.rounds) for r in range(args.rounds)
+    ]
+    for r, k in enumerate(per_round):
+        for name, runner in runners.items():
+            if k == 0 or (args.budget is not None and sum(times[name]) > args.budget):
+                continue
+            times[name] += time_calls(runner, device, 0, k, args.budget)
+            log(
+                f"  round {r + 1}/{args.rounds} {name}: "
+                f"median so far {statistics.median(times[name]) * 1e3:.1f} ms/step"
+            )
+    for name, runner in runners.items():
+        res = summary(times[name])
         res["param_count"] = runner.dim
         if name == "byzfl":
-            import byzfl
-
-            res["byzfl_version"] = getattr(byzfl, "__version__", None) or _dist_version("byzfl")
+            res["byzfl_version"] = _dist_version("byzfl")
             res["mapping"] = BYZFL_MAPPING
             res["deviations"] = BYZFL_DEVIATIONS
             res["client_split_sizes"] = runner.split_sizes
         out["baselines"][name] = res
-        log(f"  median {res['median_s'] * 1e3:.1f} ms/step ({res['steps_per_s']:.2f} steps/s, "
-            f"n={res['count']})")
-        del runner
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        log(
+            f"[step:{s.dataset}] {name}: median {res['median_s'] * 1e3:.1f} ms/step "
+            f"({res['steps_per_s']:.2f} steps/s, n={res['count']})"
+        )
+        if args.components and hasattr(runner, "components"):
+            # parts of a step timed on their own (they do not add up exactly to the step)
+            res["components"] = {}
+            try:
+                for cname, fn in runner.components().items():
+                    c = summary(time_calls(fn, device, args.warmup, args.steps, args.budget))
+                    res["components"][cname] = c
+                    log(f"    component {cname}: {c['median_s'] * 1e3:.1f} ms")
+            except Exception as err:  # internals moved: keep the step timings
+                res["components_error"] = repr(err)
+                log(f"    components: error {err!r}")
+    out["baselines"] = {b: out["baselines"][b] for b in baselines if b in out["baselines"]}
+    runners.clear()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     out["ratios"] = ratios(out["baselines"])
     return out
 
@@ -495,10 +641,21 @@ def _bench_input(n: int, f: int, d: int, device: torch.device, z: float) -> Tens
     return torch.cat([honest, alie(honest, f, z)]).contiguous()
 
 
-def bench_defenses(specs: list[str], model_names: list[str], n: int, f: int,
-                   device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": n, "f": f, "input": "n-f honest-like rows (shared mean + "
-                           "Gaussian spread) and f ALIE rows (z=strength)", "models": {}}
+def bench_defenses(
+    specs: list[str],
+    model_names: list[str],
+    n: int,
+    f: int,
+    device: torch.device,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "n": n,
+        "f": f,
+        "input": "n-f honest-like rows (shared mean + "
+        "Gaussian spread) and f ALIE rows (z=strength)",
+        "models": {},
+    }
     for mname in model_names:
         d = sum(p.numel() for p in models.build(mname).parameters())
         x = _bench_input(n, f, d, device, args.strength)
@@ -507,14 +664,15 @@ def bench_defenses(specs: list[str], model_names: list[str], n: int, f: int,
             log(f"[defenses] {mname} d={d} {spec} ...")
             try:
                 dfn = defenses.build(spec, n, f, seed=1)
-                times = time_calls(lambda dfn=dfn: dfn(x), device, args.def_warmup,
-                                   args.repeats, args.budget)
+                times = time_calls(
+                    lambda dfn=dfn, x=x: dfn(x), device, args.def_warmup, args.repeats, args.budget
+                )
                 res = summary(times)
                 if dfn.info:
                     res["info"] = dict(dfn.info)
                 rows[spec] = res
                 log(f"  median {res['median_s'] * 1e3:.2f} ms")
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 rows[spec] = {"error": repr(err)}
                 log(f"  error: {err!r}")
         out["models"][mname] = {"d": d, "defenses": rows}
@@ -522,8 +680,9 @@ def bench_defenses(specs: list[str], model_names: list[str], n: int, f: int,
     return out
 
 
-def bench_scaling(base: Setting, ns: list[int], device: torch.device, root: Path,
-                  args: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_scaling(
+    base: Setting, ns: list[int], device: torch.device, root: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
     rows = []
     for n in ns:
         f = n // 5
@@ -535,7 +694,7 @@ def bench_scaling(base: Setting, ns: list[int], device: torch.device, root: Path
             runner = ByzstressStep(s, device, root)
             res = summary(time_calls(runner, device, args.warmup, args.steps, args.budget))
             del runner
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             res = {"error": repr(err)}
             log(f"  error: {err!r}")
         else:
@@ -573,25 +732,31 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-        else None,
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "byzstress": BYZSTRESS_VERSION,
         "byzfl": _dist_version("byzfl"),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else _cpu_model(),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     with contextlib.suppress(Exception):
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None
+        info["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
     return info
 
 
@@ -602,8 +767,12 @@ def print_step_table(title: str, res: dict[str, Any]) -> None:
         if "median_s" not in r:
             print(f"{name:<11} {r.get('skipped') or r.get('error')}")
             continue
-        print(f"{name:<11} {r['median_s'] * 1e3:10.1f} {r['min_s'] * 1e3:9.1f} "
-              f"{r['max_s'] * 1e3:9.1f} {r['steps_per_s']:8.2f}  {r['count']}")
+        print(
+            f"{name:<11} {r['median_s'] * 1e3:10.1f} {r['min_s'] * 1e3:9.1f} "
+            f"{r['max_s'] * 1e3:9.1f} {r['steps_per_s']:8.2f}  {r['count']}"
+        )
+        for cname, c in r.get("components", {}).items():
+            print(f"    {cname}: {c['median_s'] * 1e3:.1f} ms")
     labels = {
         "byzstress_over_floor_time": "byzstress / floor (time; 1 = at the floor)",
         "naive_over_byzstress_time": "naive / byzstress (time = byzstress's steps/s gain)",
@@ -619,8 +788,10 @@ def print_defense_table(res: dict[str, Any]) -> None:
         for spec, r in block["defenses"].items():
             if "median_s" in r:
                 extra = f"  {r['info']}" if "info" in r else ""
-                print(f"{spec:<13} {r['median_s'] * 1e3:10.2f} ms  "
-                      f"[{r['min_s'] * 1e3:.2f}, {r['max_s'] * 1e3:.2f}]{extra}")
+                print(
+                    f"{spec:<13} {r['median_s'] * 1e3:10.2f} ms  "
+                    f"[{r['min_s'] * 1e3:.2f}, {r['max_s'] * 1e3:.2f}]{extra}"
+                )
             else:
                 print(f"{spec:<13} {r['error']}")
 
@@ -629,8 +800,10 @@ def print_scaling_table(rows: list[dict[str, Any]]) -> None:
     print("\n== scaling (byzstress simulator) ==")
     for r in rows:
         if "median_s" in r:
-            print(f"n={r['n']:<4} f={r['f']:<3} {r['median_s'] * 1e3:10.1f} ms/step  "
-                  f"{r['steps_per_s']:7.2f} steps/s")
+            print(
+                f"n={r['n']:<4} f={r['f']:<3} {r['median_s'] * 1e3:10.1f} ms/step  "
+                f"{r['steps_per_s']:7.2f} steps/s"
+            )
         else:
             print(f"n={r['n']:<4} f={r['f']:<3} {r['error']}")
 
@@ -661,42 +834,90 @@ def _defense_csv(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="few steps/repeats (smoke run; numbers are not meaningful)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="few steps/repeats (smoke run; numbers are not meaningful)",
+    )
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--out", type=Path, help="write the results as JSON here")
-    p.add_argument("--sections", default=None,
-                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: "
-                   "step,defenses,scaling, plus cifar on CUDA)")
-    p.add_argument("--baselines", default=",".join(BASELINES),
-                   help=f"for the step section: subset of {','.join(BASELINES)}")
-    p.add_argument("--steps", type=int, help="timed steps per baseline (default 30; quick 3)")
+    p.add_argument(
+        "--sections",
+        default=None,
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: "
+        "step,defenses,scaling, plus cifar on CUDA)",
+    )
+    p.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help=f"for the step section: subset of {','.join(BASELINES)}",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="timed steps per baseline, also in the scaling and cifar sections "
+        "(default 30; quick 3)",
+    )
     p.add_argument("--warmup", type=int, help="untimed warm-up steps (default 5; quick 1)")
-    p.add_argument("--repeats", type=int,
-                   help="timed calls per defense (default 30; quick 3)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="stop timing one case after this many timed seconds (default: none; "
-                   "quick: 20)")
+    p.add_argument("--repeats", type=int, help="timed calls per defense (default 30; quick 3)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="interleave the step baselines in this many rounds (default 3; quick 1)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="stop timing one case after this many timed seconds (default: none; quick: 20)",
+    )
+    p.add_argument(
+        "--components",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time the parts of a step (gradients, attack, defense, ...) "
+        "of every step baseline (default: on, off with --quick)",
+    )
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--data-root", type=Path,
-                   help="byzstress data root (default $BYZSTRESS_DATA or /tmp/bench-data)")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        help="byzstress data root (default $BYZSTRESS_DATA or /tmp/bench-data)",
+    )
     p.add_argument("--strength", type=float, default=8.0, help="ALIE z (default 8)")
     p.add_argument("--defense", default="trmean(nnm)", help="defense of the step section")
-    p.add_argument("--defense-specs", default=",".join(DEFENSE_SPECS),
-                   help="defense specs for the defenses section")
-    p.add_argument("--defense-models", default="fmnist_cnn,cifar_cnn",
-                   help="models whose parameter count d is used in the defenses section")
-    p.add_argument("--scaling-n", default=",".join(map(str, SCALING_N)),
-                   help="client counts for the scaling section (f = n // 5)")
-    p.add_argument("--cifar-baselines", default="byzstress,floor,naive",
-                   help="baselines of the cifar section (byzfl is not wired for CIFAR)")
+    p.add_argument(
+        "--defense-specs",
+        default=",".join(DEFENSE_SPECS),
+        help="defense specs for the defenses section",
+    )
+    p.add_argument(
+        "--defense-models",
+        default="fmnist_cnn,cifar_cnn",
+        help="models whose parameter count d is used in the defenses section",
+    )
+    p.add_argument(
+        "--scaling-n",
+        default=",".join(map(str, SCALING_N)),
+        help="client counts for the scaling section (f = n // 5)",
+    )
+    p.add_argument(
+        "--cifar-baselines",
+        default="byzstress,floor,naive",
+        help="baselines of the cifar section (byzfl is not wired for CIFAR)",
+    )
     a = p.parse_args(argv)
     a.steps = a.steps if a.steps is not None else (3 if a.quick else 30)
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 5)
     a.repeats = a.repeats if a.repeats is not None else (3 if a.quick else 30)
     a.def_warmup = 1 if a.quick else 3
+    a.rounds = a.rounds if a.rounds is not None else (1 if a.quick else 3)
+    a.rounds = max(1, min(a.rounds, a.steps))
+    if a.components is None:
+        a.components = not a.quick
     if a.budget is None and a.quick:
         a.budget = 20.0
     if a.steps < 1 or a.repeats < 1 or a.warmup < 0:
@@ -715,8 +936,11 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
-    sections = _csv(args.sections) if args.sections else (
-        ["step", "defenses", "scaling"] + (["cifar"] if device.type == "cuda" else []))
+    sections = (
+        _csv(args.sections)
+        if args.sections
+        else (["step", "defenses", "scaling"] + (["cifar"] if device.type == "cuda" else []))
+    )
     bad = [x for x in sections if x not in SECTIONS]
     baselines = _csv(args.baselines)
     bad += [x for x in baselines if x not in BASELINES]
@@ -733,6 +957,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(device),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "sections": sections,
+        "data_root": str(root),
         "notes": [
             "medians over individually timed steps after warm-up; ratios are time ratios "
             "(X_over_byzstress_time = steps/s of byzstress / steps/s of X)",
@@ -740,35 +965,60 @@ def main(argv: list[str] | None = None) -> int:
             "serve random CIFAR-10-shaped tensors when CIFAR-10 is absent)",
         ],
     }
+    load = result["machine"]["loadavg_start"]
+    if load and load[0] > 0.5 * (os.cpu_count() or 1):
+        msg = (
+            f"machine busy at start (1-min load average {load[0]:.2f} on {os.cpu_count()} "
+            "CPUs): CPU timings are unreliable; with oversubscribed cores, multi-threaded "
+            "torch ops can slow down by 10-100x (try --threads 1, or an idle machine)"
+        )
+        result["notes"].append("WARNING: " + msg)
+        log("WARNING: " + msg)
     t_all = time.perf_counter()
     base = Setting(defense=args.defense, strength=args.strength)
 
     if "step" in sections:
         result["step"] = bench_step(base, baselines, device, root, args)
-        print_step_table("step: Fashion-MNIST CNN, n=17 f=3 B=25, ALIE z=%g vs %s"
-                         % (args.strength, args.defense), result["step"])
+        title = f"step: Fashion-MNIST CNN, n=17 f=3 B=25, ALIE z={args.strength:g}"
+        title += f" vs {args.defense}"
+        print_step_table(title, result["step"])
     if "defenses" in sections:
         result["defenses"] = bench_defenses(
-            _defense_csv(args.defense_specs), _csv(args.defense_models), base.n, base.f,
-            device, args)
+            _defense_csv(args.defense_specs),
+            _csv(args.defense_models),
+            base.n,
+            base.f,
+            device,
+            args,
+        )
         print_defense_table(result["defenses"])
     if "scaling" in sections:
-        result["scaling"] = bench_scaling(base, [int(x) for x in _csv(args.scaling_n)],
-                                          device, root, args)
+        result["scaling"] = bench_scaling(
+            base, [int(x) for x in _csv(args.scaling_n)], device, root, args
+        )
         print_scaling_table(result["scaling"])
     if "cifar" in sections:
         real = cifar10_present(root)
         if not real:
             fake_cifar10(device)
         cs = replace(base, dataset="cifar10", model="cifar_cnn", batch=32, augment=True)
-        res = bench_step(cs, [b for b in _csv(args.cifar_baselines) if b != "byzfl"],
-                         device, root, args)
-        res["data"] = "CIFAR-10" if real else (
-            "random uint8 tensors shaped like CIFAR-10 (50k x 3x32x32, random labels): "
-            "CIFAR-10 not found under the data root; step cost does not depend on the pixels")
+        res = bench_step(
+            cs, [b for b in _csv(args.cifar_baselines) if b != "byzfl"], device, root, args
+        )
+        res["data"] = (
+            "CIFAR-10"
+            if real
+            else (
+                "random uint8 tensors shaped like CIFAR-10 (50k x 3x32x32, random labels): "
+                "CIFAR-10 not found under the data root; step cost does not depend on the pixels"
+            )
+        )
         result["cifar"] = res
-        print_step_table("cifar: CIFAR-10 CNN (crop+flip), n=17 f=3 B=32, "
-                         + ("CIFAR-10" if real else "random CIFAR-shaped data"), res)
+        print_step_table(
+            "cifar: CIFAR-10 CNN (crop+flip), n=17 f=3 B=32, "
+            + ("CIFAR-10" if real else "random CIFAR-shaped data"),
+            res,
+        )
 
     result["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["total_wall_s"] = time.perf_counter() - t_all

@@ -81,7 +81,7 @@ def test_shejwalkar_gamma_is_maximal(name, ok, direction):
 
 
 def test_unknown_attack_and_bad_params_name_valid_choices():
-    with pytest.raises(ValueError, match="unknown attack 'zzz'; valid: .*alie.*ipm"):
+    with pytest.raises(ValueError, match=r"unknown attack 'zzz'; valid: .*alie.*ipm"):
         build("zzz")
     with pytest.raises(ValueError, match="allowed"):
         build("sf", strength=3)
@@ -121,6 +121,16 @@ def test_auto_probes_a_copy_of_stateful_defenses():
 
 
 def test_registry_lists_every_attack():
-    assert {"none", "alie", "ipm", "sf", "lf", "minmax", "minsum", "mimic", "gaussian",
-            "inf"} <= set(attacks.ATTACKS)
+    assert {
+        "none",
+        "alie",
+        "ipm",
+        "sf",
+        "lf",
+        "minmax",
+        "minsum",
+        "mimic",
+        "gaussian",
+        "inf",
+    } <= set(attacks.ATTACKS)
     assert math.isfinite(build("alie").resolved_strength(17, 3))

@@ -69,8 +69,9 @@ def test_crop_flip_augmentation_on_tensors():
     for i in range(2):
         found = any(
             torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1))
-            for dy in range(5) for dx in range(5)
-            for w in [padded[i, :, dy:dy + 8, dx:dx + 8]]
+            for dy in range(5)
+            for dx in range(5)
+            for w in [padded[i, :, dy : dy + 8, dx : dx + 8]]
         )
         assert found
     again = data.augment_crop_flip(x, torch.Generator().manual_seed(0), pad=2)

@@ -19,6 +19,7 @@ def col(*v):
 
 # ------------------------------------------------------------------ hand-computed cases
 
+
 @pytest.mark.parametrize(
     ("spec", "x", "f", "expected"),
     [
@@ -74,18 +75,27 @@ def test_bucketing_averages_groups_and_keeps_the_mean():
 
 
 def test_paper_labels_build():
-    for spec in ("RFA(buck)", "CM", "CCLIP", "trMean(NNM)", "rfa(buck[s=2])",
-                 "cclip[tau=10,iters=3]", "cm(nnm,buck)"):
+    for spec in (
+        "RFA(buck)",
+        "CM",
+        "CCLIP",
+        "trMean(NNM)",
+        "rfa(buck[s=2])",
+        "cclip[tau=10,iters=3]",
+        "cm(nnm,buck)",
+    ):
         agg = build(spec, 17, 3)
         assert agg(torch.randn(17, 50)).shape == (50,)
 
 
 @pytest.mark.parametrize(
     ("spec", "match"),
-    [("nope", "unknown aggregation rule 'nope'; valid: .*cclip.*trmean"),
-     ("cm(zzz)", "unknown pre-aggregator 'zzz'; valid: .*nnm"),
-     ("cclip[nope=1]", "unknown parameter.*allowed: iters, tau"),
-     ("trmean", "needs n > 2f")],
+    [
+        ("nope", "unknown aggregation rule 'nope'; valid: .*cclip.*trmean"),
+        ("cm(zzz)", "unknown pre-aggregator 'zzz'; valid: .*nnm"),
+        ("cclip[nope=1]", "unknown parameter.*allowed: iters, tau"),
+        ("trmean", "needs n > 2f"),
+    ],
 )
 def test_bad_specs_name_the_valid_choices(spec, match):
     n, f = (6, 3) if spec == "trmean" else (17, 3)
@@ -95,8 +105,20 @@ def test_bad_specs_name_the_valid_choices(spec, match):
 
 # ------------------------------------------------------------------ properties
 
-ROBUST = ["cm", "trmean", "rfa", "krum", "multikrum", "mda", "meamed", "monna",
-          "trmean(nnm)", "cm(nnm)", "krum(nnm)", "rfa(nnm)"]
+ROBUST = [
+    "cm",
+    "trmean",
+    "rfa",
+    "krum",
+    "multikrum",
+    "mda",
+    "meamed",
+    "monna",
+    "trmean(nnm)",
+    "cm(nnm)",
+    "krum(nnm)",
+    "rfa(nnm)",
+]
 EQUIVARIANT = ["mean", *ROBUST]
 ALL = [*EQUIVARIANT, "cclip", "mean(arc)", "rfa(buck)", "trmean(buck)"]
 DETERMINISTIC = [s for s in ALL if "buck" not in s]
@@ -141,8 +163,11 @@ def tied(spec, x, f):
     return False
 
 
-SETTINGS = settings(max_examples=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 @pytest.mark.parametrize("spec", DETERMINISTIC)
@@ -187,8 +212,19 @@ def test_translation_equivariance(spec, p, shift):
     assert torch.allclose(a, b, atol=5e-3, rtol=1e-4), (spec, a, b)
 
 
-BOXED = ["cm", "trmean", "krum", "multikrum", "mda", "meamed", "monna",
-         "trmean(nnm)", "cm(nnm)", "krum(nnm)", "meamed(nnm)"]
+BOXED = [
+    "cm",
+    "trmean",
+    "krum",
+    "multikrum",
+    "mda",
+    "meamed",
+    "monna",
+    "trmean(nnm)",
+    "cm(nnm)",
+    "krum(nnm)",
+    "meamed(nnm)",
+]
 
 
 @st.composite
@@ -238,8 +274,14 @@ def test_the_mean_breaks(p):
 
 # ------------------------------------------------------------------ non-finite inputs
 
-SPECS_ALL = sorted(set(defenses.RULES)) + ["trmean(nnm)", "rfa(buck)", "cm(arc)",
-                                           "mean(clip)", "krum(nnm)"]
+SPECS_ALL = [
+    *sorted(set(defenses.RULES)),
+    "trmean(nnm)",
+    "rfa(buck)",
+    "cm(arc)",
+    "mean(clip)",
+    "krum(nnm)",
+]
 
 
 @pytest.mark.parametrize("spec", SPECS_ALL)

@@ -9,9 +9,10 @@ from byzstress import models
 from byzstress.training import FlatModel
 
 
-@pytest.mark.parametrize(("name", "shape"), [("fmnist_cnn", (1, 28, 28)),
-                                             ("cifar_cnn", (3, 32, 32)),
-                                             ("resnet20", (3, 32, 32))])
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("fmnist_cnn", (1, 28, 28)), ("cifar_cnn", (3, 32, 32)), ("resnet20", (3, 32, 32))],
+)
 def test_vmap_gradients_equal_per_client_loop(name, shape):
     torch.manual_seed(0)
     m, b = 4, 5

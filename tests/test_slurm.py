@@ -39,8 +39,7 @@ STUDY = {
 
 def bounded(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     """Run with a deadline; a hung snakemake gets SIGINT (which it honours, unlike SIGTERM)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -57,27 +56,56 @@ def bounded(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def cluster():
     if os.geteuid() != 0:
-        pytest.fail("the Slurm test brings up slurmctld/slurmd/slurmdbd and needs root; "
-                    "deselect it with -m 'not slurm'")
-    up = subprocess.run(["bash", str(ROOT / "tests/slurm/up.sh"), str(STATE)],
-                        capture_output=True, text=True, timeout=600)
+        pytest.fail(
+            "the Slurm test brings up slurmctld/slurmd/slurmdbd and needs root; "
+            "deselect it with -m 'not slurm'"
+        )
+    up = subprocess.run(
+        ["bash", str(ROOT / "tests/slurm/up.sh"), str(STATE)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     yield
-    subprocess.run(["bash", str(ROOT / "tests/slurm/down.sh"), str(STATE)],
-                   capture_output=True, text=True, timeout=180)
+    subprocess.run(
+        ["bash", str(ROOT / "tests/slurm/down.sh"), str(STATE)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def snakemake_on_slurm(wd: Path, cfg: dict, *extra: str) -> subprocess.CompletedProcess:
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd),
-           "--configfile", str(wd / "config.yaml"), "--profile", str(ROOT / "profiles/slurm"),
-           "--slurm-init-seconds-before-status-checks", "2", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(wd),
+        "--configfile",
+        str(wd / "config.yaml"),
+        "--profile",
+        str(ROOT / "profiles/slurm"),
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        *extra,
+    ]
     return bounded(cmd, wd, timeout=900)
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    r = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", "JobID,State"],
-                       capture_output=True, text=True, timeout=60, check=True)
+    """State per raw job id (array tasks have their own raw ids, e.g. 12_1 -> 13)."""
+    r = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", "JobIDRaw,State"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return dict(line.split("|", 1) for line in r.stdout.split())
 
 
@@ -97,11 +125,13 @@ def test_pipeline_runs_inside_slurm_jobs(cluster, tmp_path, fmnist_root):
 
 def test_a_failing_job_fails_the_workflow_with_slurms_reason(cluster, tmp_path, fmnist_root):
     cfg = copy.deepcopy(STUDY)
-    cfg["data_root"] = str(tmp_path / "no-data-here")  # every train job exits with status 3
-    cfg["definitions"]["onslurm"]["attacks"] = [{"name": "none"}]
+    cfg["data_root"] = str(tmp_path / "no-data-here")
+    study = cfg["definitions"]["onslurm"]
+    study["dataset"] = "cifar10"  # not on this machine: the train job exits with status 3
+    study["attacks"] = [{"name": "none"}]
     r = snakemake_on_slurm(tmp_path, cfg, "--retries", "0")
     assert r.returncode != 0
     text = r.stdout + r.stderr
     assert "FAILED" in text, text[-4000:]
     log = next((tmp_path / "results/onslurm/logs/train").rglob("*.log")).read_text()
-    assert "Fashion-MNIST not found under data root" in log
+    assert "CIFAR-10 not found under data root" in log

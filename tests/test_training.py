@@ -12,8 +12,15 @@ import pytest
 from byzstress.spec import RunSpec
 from byzstress.training import run
 
-TIMING = {"wall_time_s", "train_time_s", "eval_time_s", "steps_per_sec", "hostname",
-          "threads", "resumed_from_step"}
+TIMING = {
+    "wall_time_s",
+    "train_time_s",
+    "eval_time_s",
+    "steps_per_sec",
+    "hostname",
+    "threads",
+    "resumed_from_step",
+}
 
 
 def spec(root, **kw):
@@ -31,8 +38,17 @@ def test_clean_run_learns_well_above_chance(fmnist_root, tmp_path):
     assert saved["curve"]["step"] == [50, 100]
     assert saved["max_acc"] == max(saved["curve"]["test_acc"])
     assert saved["final_acc"] == saved["curve"]["test_acc"][-1]
-    for key in ("spec", "resolved", "versions", "device", "deterministic", "slurm_job_id",
-                "steps_per_sec", "wall_time_s", "param_count"):
+    for key in (
+        "spec",
+        "resolved",
+        "versions",
+        "device",
+        "deterministic",
+        "slurm_job_id",
+        "steps_per_sec",
+        "wall_time_s",
+        "param_count",
+    ):
         assert key in saved, key
     assert saved["versions"]["torch"].startswith("2.14")
     assert saved["resolved"]["model"] == "fmnist_cnn"
@@ -53,13 +69,21 @@ def test_diverged_run_is_recorded_not_raised(fmnist_root):
 
 
 def test_same_spec_and_seed_give_the_same_json(fmnist_root):
-    s = spec(fmnist_root, steps=12, eval_every=6, attack="alie", strength=2,
-             defense="rfa(buck)")
+    s = spec(fmnist_root, steps=12, eval_every=6, attack="alie", strength=2, defense="rfa(buck)")
     a, b = run(s), run(s)
     strip = lambda r: {k: v for k, v in r.items() if k not in TIMING}  # noqa: E731
     assert json.dumps(strip(a), sort_keys=True) == json.dumps(strip(b), sort_keys=True)
-    c = run(spec(fmnist_root, steps=12, eval_every=6, attack="alie", strength=2,
-                 defense="rfa(buck)", seed=1))
+    c = run(
+        spec(
+            fmnist_root,
+            steps=12,
+            eval_every=6,
+            attack="alie",
+            strength=2,
+            defense="rfa(buck)",
+            seed=1,
+        )
+    )
     assert c["curve"]["test_acc"] != a["curve"]["test_acc"]
 
 
@@ -84,21 +108,45 @@ def test_every_attack_mode_runs(fmnist_root, kw):
 
 
 def _train_cmd(root, out, steps):
-    return [sys.executable, "-m", "byzstress", "train", "--data-root", str(root),
-            "--steps", str(steps), "--eval-every", "10", "--checkpoint-every", "10",
-            "--attack", "alie", "--strength", "4", "--defense", "cclip", "--beta", "0.3",
-            "--device", "cpu", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "byzstress",
+        "train",
+        "--data-root",
+        str(root),
+        "--steps",
+        str(steps),
+        "--eval-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+        "--attack",
+        "alie",
+        "--strength",
+        "4",
+        "--defense",
+        "cclip",
+        "--beta",
+        "0.3",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
 
 
 def test_sigkill_mid_training_resumes_to_identical_metrics(fmnist_root, tmp_path):
     steps = 50
     ref_out = tmp_path / "ref.json"
-    subprocess.run(_train_cmd(fmnist_root, ref_out, steps), check=True, timeout=600,
-                   capture_output=True)
+    subprocess.run(
+        _train_cmd(fmnist_root, ref_out, steps), check=True, timeout=600, capture_output=True
+    )
     out = tmp_path / "killed.json"
     ckpt = tmp_path / "killed.json.ckpt"
-    proc = subprocess.Popen(_train_cmd(fmnist_root, out, steps), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(fmnist_root, out, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
         assert not out.exists()  # never a partial (or early) result
@@ -109,8 +157,9 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(fmnist_root, tmp_path
     assert ckpt.exists(), "the run finished before a checkpoint could be killed"
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".killed.json.")]
-    subprocess.run(_train_cmd(fmnist_root, out, steps), check=True, timeout=600,
-                   capture_output=True)
+    subprocess.run(
+        _train_cmd(fmnist_root, out, steps), check=True, timeout=600, capture_output=True
+    )
     ref, res = json.loads(ref_out.read_text()), json.loads(out.read_text())
     assert res["resumed_from_step"] is not None and res["resumed_from_step"] > 0
     assert res["curve"] == ref["curve"]  # bitwise on CPU

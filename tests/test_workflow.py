@@ -20,6 +20,7 @@ TINY = {
     "results": "results",
     "definitions": {
         "tiny": {
+            "type": "calibration",
             "dataset": "fmnist",
             "train": {"n": 7, "f": 1, "steps": 6, "eval_every": 3, "eval_batch_size": 1000},
             "betas": [0.5],
@@ -38,8 +39,18 @@ TINY = {
 
 
 def smk(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -101,6 +112,22 @@ def test_end_to_end_tables_and_figures(tiny_study):
         means = sel.groupby("attack_label")["max_acc"].mean() * 100
         assert row["worst_case"] == pytest.approx(means.min())
         assert row["worst_attack"] == means.idxmin()
+    cal = pd.read_csv(out / "calibration.csv")
+    assert len(cal) == 2 * 2  # defenses x (ALIE, IPM)
+    for _, row in cal[cal["attack"] == "IPM"].iterrows():
+        sel = tidy[(tidy["defense"] == row["defense"]) & (tidy["attack"] == "ipm")]
+        means = sel.groupby("strength_value")["max_acc"].mean() * 100
+        assert float(row["most_damaging_strength"]) == means.idxmin()
+        assert row["acc_at_most_damaging"] == pytest.approx(means.min())
+        assert row["acc_at_iid_default"] == pytest.approx(means[0.1])
+        assert row["iid_default_strength"] == 0.1
+        clean = tidy[(tidy["defense"] == row["defense"]) & (tidy["attack"] == "none")]
+        base = clean["max_acc"].mean() * 100
+        broken = [s for s, v in sorted(means.items()) if v < 0.5 * base]
+        if broken:
+            assert row["breaking_strength"] == broken[0]
+        else:
+            assert pd.isna(row["breaking_strength"])
 
 
 @pytest.mark.slow
@@ -117,8 +144,14 @@ def test_adding_an_attack_schedules_only_its_runs(tiny_study, tmp_path):
         counts = job_counts(r.stdout)
         assert counts["train"] == 1 * 2 * 2  # beta x defenses x seeds of the new attack
         assert {k: v for k, v in counts.items() if k != "train"} == {
-            "collect": 1, "table": 1, "figure": 1, "curves": 1, "leaderboard": 1, "all": 1,
-            "total": 10,
+            "collect": 1,
+            "table": 1,
+            "figure": 1,
+            "curves": 1,
+            "leaderboard": 1,
+            "calibration": 1,
+            "all": 1,
+            "total": 11,
         }
         stronger = copy.deepcopy(cfg)
         stronger["definitions"]["tiny"]["attacks"][1]["strengths"] = [8, 16]
@@ -138,13 +171,23 @@ def test_html_report(tiny_study):
 
 
 def test_lint_and_format_are_clean():
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-n"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "-n"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations" in r.stdout + r.stderr
     fmt = Path(sys.executable).with_name("snakefmt")
-    r = subprocess.run([str(fmt), "--check", "Snakefile", "workflow"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(fmt), "--check", "Snakefile", "workflow"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -194,11 +237,20 @@ def test_schema_rejects_bad_configs(path, value, needle):
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
-        (lambda c: c["definitions"]["tiny"]["attacks"].append({"name": "alee"}),
-         "unknown attack 'alee'; valid:"),
-        (lambda c: c["definitions"]["tiny"]["defenses"].append("trMean(NMM)"),
-         "unknown pre-aggregator 'nmm'; valid:"),
+        (
+            lambda c: c["definitions"]["tiny"]["attacks"].append({"name": "alee"}),
+            "unknown attack 'alee'; valid:",
+        ),
+        (
+            lambda c: c["definitions"]["tiny"]["defenses"].append("trMean(NMM)"),
+            "unknown pre-aggregator 'nmm'; valid:",
+        ),
         (lambda c: c.update(studies=["nope"]), "unknown study 'nope'; defined: tiny"),
+        (lambda c: c["definitions"]["tiny"]["train"].update(f=4), "f: need f < n/2"),
+        (
+            lambda c: c["definitions"]["tiny"]["attacks"].append({"name": "sf", "strengths": [2]}),
+            "strength",
+        ),
         (lambda c: c["definitions"]["tiny"]["train"].update(colour=1), "colour"),
     ],
 )
@@ -213,8 +265,13 @@ def test_bad_config_fails_before_any_job(tmp_path, mutate, needle):
 
 
 def test_slurm_profile_dry_runs():
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
@@ -244,3 +301,26 @@ def test_env_files_pin_what_pyproject_pins():
     for smk_file in (ROOT / "workflow" / "rules").glob("*.smk"):
         used |= set(re.findall(r'"\.\./\.\./(envs/[^"]+)"', smk_file.read_text()))
     assert used and all((ROOT / u).exists() for u in used)
+
+
+@pytest.mark.slow
+def test_a_user_registered_defense_runs_through_the_workflow(tmp_path, fmnist_root):
+    cfg = copy.deepcopy(TINY)
+    cfg["data_root"] = str(fmnist_root)
+    cfg["plugins"] = [str(ROOT / "examples" / "my_defense.py")]
+    study = cfg["definitions"]["tiny"]
+    study.update(
+        seeds=[0],
+        defenses=["normfilter", "CM"],
+        attacks=[{"name": "none"}, {"name": "ipm", "strengths": [2.5]}],
+    )
+    study["train"]["steps"] = 3
+    study["report"] = {"table": True, "figure": False}
+    write_config(tmp_path, cfg)
+    r = smk(tmp_path, "--cores", "2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = tmp_path / "results" / "tiny"
+    assert len(list((out / "runs" / "beta~0.5").glob("*/normfilter/seed~0.json"))) == 2
+    lb = pd.read_csv(out / "leaderboard.csv")
+    assert set(lb["defense"]) == {"normfilter", "CM"}
+    assert lb.loc[lb["defense"] == "normfilter", "worst_attack"].item() == "IPM (ε=2.5)"

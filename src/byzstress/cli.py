@@ -29,8 +29,10 @@ def _convert(name: str, text: str) -> Any:
     origin_args = set(typing.get_args(hint)) or {hint}
     if text == "" and type(None) in origin_args:
         return None
-    if list in origin_args or typing.get_origin(hint) is list or any(
-        typing.get_origin(a) is list for a in origin_args
+    if (
+        list in origin_args
+        or typing.get_origin(hint) is list
+        or any(typing.get_origin(a) is list for a in origin_args)
     ):
         items = [t.strip() for t in text.split(",") if t.strip()]
         if name == "plugins":
@@ -160,9 +162,7 @@ def _add_reporting(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-prefix", type=Path, required=True, help="writes PREFIX.{csv,md,tex}")
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
     p.add_argument("--paper", action="store_true", help="put the seed paper's numbers beside")
-    p.set_defaults(
-        func=lambda a: reporting.table_cmd(a.csv, a.out_prefix, a.metric, a.paper)
-    )
+    p.set_defaults(func=lambda a: reporting.table_cmd(a.csv, a.out_prefix, a.metric, a.paper))
 
     p = sub.add_parser("figure", help="Figure 1 (PNG and PDF): max accuracy vs strength")
     p.add_argument("csv", type=Path)
@@ -184,8 +184,12 @@ def _add_reporting(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibration", help="most damaging and breaking strengths")
     p.add_argument("csv", type=Path)
     p.add_argument("--out-prefix", type=Path, required=True, help="PREFIX.{csv,md}")
-    p.add_argument("--fraction", type=float, default=0.5,
-                   help="breaking = max accuracy below this fraction of the no-attack accuracy")
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.5,
+        help="breaking = max accuracy below this fraction of the no-attack accuracy",
+    )
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
     p.set_defaults(
         func=lambda a: reporting.calibration_cmd(a.csv, a.out_prefix, a.fraction, a.metric)

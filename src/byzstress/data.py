@@ -67,7 +67,10 @@ class TensorData:
 
     def to(self, device: torch.device | str) -> TensorData:
         return TensorData(
-            self.x.to(device), self.y.to(device), self.mean.to(device), self.std.to(device),
+            self.x.to(device),
+            self.y.to(device),
+            self.mean.to(device),
+            self.std.to(device),
             self.num_classes,
         )
 

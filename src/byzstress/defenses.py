@@ -23,7 +23,6 @@ New rules register with :func:`register_rule` / :func:`register_pre` (see the RE
 from __future__ import annotations
 
 import copy
-import importlib
 import itertools
 import math
 from collections.abc import Callable
@@ -271,7 +270,7 @@ class GeometricMedian(Rule):
         nu, tol = float(self.params["nu"]), float(self.params["tol"])
         z = x.mean(0)
         residual, it = float("nan"), 0
-        for it in range(1, int(self.params["iters"]) + 1):  # noqa: B007
+        for it in range(1, int(self.params["iters"]) + 1):
             w = 1.0 / (x - z).norm(dim=1).clamp_min(nu)
             z_new = (w[:, None] * x).sum(0) / w.sum()
             residual = float((z_new - z).norm())
@@ -361,7 +360,8 @@ class MDA(Rule):
     """Minimum-diameter averaging (El Mhamdi et al., ICML 2018; Rousseeuw 1985).
 
     The mean of the subset of ``n − f`` vectors whose diameter (largest pairwise distance)
-    is smallest (ties: the average of the tied subsets' means). Exhaustive over the ``C(n, f)`` subsets, vectorised; refuses beyond
+    is smallest (ties: the average of the tied subsets' means). Exhaustive over the
+    ``C(n, f)`` subsets, vectorised; refuses beyond
     ``max_subsets`` subsets.
     """
 
@@ -483,7 +483,7 @@ class ARC(PreAggregator):
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         n = x.shape[0]
-        k = int(math.floor(2 * (self.f / n) * (n - self.f)))
+        k = math.floor(2 * (self.f / n) * (n - self.f))
         if k <= 0 or k >= n:
             return x
         norms = x.norm(dim=1)

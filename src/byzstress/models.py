@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["MODELS", "CifarCNN", "FmnistCNN", "build", "default_model"]
@@ -37,8 +37,11 @@ class CifarCNN(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
-            [nn.Conv2d(3, 20, 5, padding=2), nn.Conv2d(20, 100, 5, padding=2),
-             nn.Conv2d(100, 200, 5, padding=2)]
+            [
+                nn.Conv2d(3, 20, 5, padding=2),
+                nn.Conv2d(20, 100, 5, padding=2),
+                nn.Conv2d(100, 200, 5, padding=2),
+            ]
         )
         self.fc1 = nn.Linear(3200, 512)
         self.fc2 = nn.Linear(512, 256)

@@ -95,11 +95,11 @@ def collect(paths: list[Path]) -> pd.DataFrame:
                 "attack": s["attack"],
                 "attack_name": _NAMES.get(parse(s["attack"]).name, s["attack"]),
                 "strength": "" if s["strength"] is None else str(s["strength"]),
-                "strength_value": float(strength) if isinstance(strength, int | float) else
-                (r["strength_summary"] or {}).get("median", math.nan),
+                "strength_value": float(strength)
+                if isinstance(strength, int | float)
+                else (r["strength_summary"] or {}).get("median", math.nan),
                 "knowledge": s["knowledge"],
-                "attack_label": attack_label(s["attack"], s["strength"], s["knowledge"],
-                                             strength),
+                "attack_label": attack_label(s["attack"], s["strength"], s["knowledge"], strength),
                 "defense": s["defense"],
                 "seed": s["seed"],
                 "status": r["status"],
@@ -231,9 +231,15 @@ def table_markdown(t: pd.DataFrame, with_paper: bool = False) -> str:
 
 def _tex(s: str) -> str:
     return (
-        s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-        .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("ε", r"$\epsilon$")
-        .replace("β", r"$\beta$").replace("†", r"$^\dagger$")
+        s.replace("\\", r"\textbackslash{}")
+        .replace("_", r"\_")
+        .replace("%", r"\%")
+        .replace("&", r"\&")
+        .replace("#", r"\#")
+        .replace("±", r"$\pm$")
+        .replace("ε", r"$\epsilon$")
+        .replace("β", r"$\beta$")
+        .replace("†", r"$^\dagger$")
     )
 
 
@@ -252,8 +258,10 @@ def table_latex(t: pd.DataFrame, with_paper: bool = False) -> str:
         "\\midrule",
     ]
     for r in body:
-        cells = [_tex(c) if not c.startswith("\\textbf{") else "\\textbf{" + _tex(c[8:-1]) + "}"
-                 for c in r]
+        cells = [
+            _tex(c) if not c.startswith("\\textbf{") else "\\textbf{" + _tex(c[8:-1]) + "}"
+            for c in r
+        ]
         out.append(" & ".join(cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(out) + "\n"
@@ -297,9 +305,21 @@ def figure(df: pd.DataFrame, metric: str = "max_acc"):
         x = "strength_value"
     betas = _order(d["beta"])
     g = sns.relplot(
-        data=swept, x=x, y="acc", hue="defense", style="defense", col="beta", row="attack_name",
-        kind="line", markers=True, dashes=False, errorbar="sd", col_order=betas,
-        height=3.0, aspect=1.2, facet_kws={"sharex": False, "margin_titles": True},
+        data=swept,
+        x=x,
+        y="acc",
+        hue="defense",
+        style="defense",
+        col="beta",
+        row="attack_name",
+        kind="line",
+        markers=True,
+        dashes=False,
+        errorbar="sd",
+        col_order=betas,
+        height=3.0,
+        aspect=1.2,
+        facet_kws={"sharex": False, "margin_titles": True},
     )
     base = d[d["attack_name"] == NO_ATTACK].groupby(["beta", "defense"])["acc"].mean()
     palette = dict(zip(_order(swept["defense"]), sns.color_palette(n_colors=32), strict=False))
@@ -316,8 +336,10 @@ def figure(df: pd.DataFrame, metric: str = "max_acc"):
             if b == beta and dfn in palette:
                 ax.axhline(v, ls=":", lw=1, color=palette[dfn])
     g.set_axis_labels("attack strength (ALIE z, IPM ε)", f"{metric.replace('_', ' ')} (%)")
-    g.figure.suptitle(f"{', '.join(_order(d['dataset']))}: accuracy vs attack strength "
-                      "(dotted: no attack)", y=1.02)
+    g.figure.suptitle(
+        f"{', '.join(_order(d['dataset']))}: accuracy vs attack strength (dotted: no attack)",
+        y=1.02,
+    )
     return g.figure
 
 
@@ -339,16 +361,31 @@ def curves_cmd(runs: list[Path], out: Path) -> None:
         r = json.loads(Path(p).read_text())
         s = r["spec"]
         for step, acc in zip(r["curve"]["step"], r["curve"]["test_acc"], strict=True):
-            rows.append({
-                "step": step, "acc": acc * 100, "defense": s["defense"],
-                "beta": _beta_label(s["beta"]),
-                "attack": attack_label(s["attack"], s["strength"], s["knowledge"],
-                                       r["resolved"].get("strength")),
-            })
+            rows.append(
+                {
+                    "step": step,
+                    "acc": acc * 100,
+                    "defense": s["defense"],
+                    "beta": _beta_label(s["beta"]),
+                    "attack": attack_label(
+                        s["attack"], s["strength"], s["knowledge"], r["resolved"].get("strength")
+                    ),
+                }
+            )
     df = pd.DataFrame(rows)
-    g = sns.relplot(data=df, x="step", y="acc", hue="defense", col="attack", row="beta",
-                    kind="line", errorbar="sd", height=2.6, aspect=1.2,
-                    facet_kws={"margin_titles": True})
+    g = sns.relplot(
+        data=df,
+        x="step",
+        y="acc",
+        hue="defense",
+        col="attack",
+        row="beta",
+        kind="line",
+        errorbar="sd",
+        height=2.6,
+        aspect=1.2,
+        facet_kws={"margin_titles": True},
+    )
     g.set_axis_labels("step", "test accuracy (%)")
     _save_fig(g.figure, [out])
 
@@ -365,14 +402,18 @@ def leaderboard(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
         clean = grp[grp["attack_label"] == NO_ATTACK]
         att = grp[grp["attack_label"] != NO_ATTACK]
         worst = att.loc[att["mean"].idxmin()] if not att.empty else None
-        rows.append({
-            "dataset": ds, "defense": dfn, "beta": b,
-            "no_attack": clean["mean"].iloc[0] if not clean.empty else math.nan,
-            "worst_case": worst["mean"] if worst is not None else math.nan,
-            "worst_std": worst["std"] if worst is not None else math.nan,
-            "worst_attack": worst["attack_label"] if worst is not None else "",
-            "attacks_evaluated": len(att),
-        })
+        rows.append(
+            {
+                "dataset": ds,
+                "defense": dfn,
+                "beta": b,
+                "no_attack": clean["mean"].iloc[0] if not clean.empty else math.nan,
+                "worst_case": worst["mean"] if worst is not None else math.nan,
+                "worst_std": worst["std"] if worst is not None else math.nan,
+                "worst_attack": worst["attack_label"] if worst is not None else "",
+                "attacks_evaluated": len(att),
+            }
+        )
     out = pd.DataFrame(rows)
     out["drop"] = out["no_attack"] - out["worst_case"]
     return out.sort_values(["dataset", "beta", "worst_case"], ascending=[True, True, False])
@@ -388,19 +429,32 @@ def leaderboard_cmd(csv: Path, prefix: Path, metric: str) -> None:
     df = read_tidy(csv)
     lb = leaderboard(df, metric)
     _write_csv(Path(f"{prefix}.csv"), lb)
-    lines = ["| Defense | β | worst-case acc (%) | by attack | no attack (%) | drop |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| Defense | β | worst-case acc (%) | by attack | no attack (%) | drop |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, r in lb.iterrows():
-        lines.append(f"| {r['defense']} | {r['beta']} | {r['worst_case']:.2f} ± "
-                     f"{r['worst_std']:.2f} | {r['worst_attack']} | {r['no_attack']:.2f} | "
-                     f"{r['drop']:.2f} |")
+        lines.append(
+            f"| {r['defense']} | {r['beta']} | {r['worst_case']:.2f} ± "
+            f"{r['worst_std']:.2f} | {r['worst_attack']} | {r['no_attack']:.2f} | "
+            f"{r['drop']:.2f} |"
+        )
     _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
     acc = lb.pivot(index="defense", columns="beta", values="worst_case")
     who = lb.pivot(index="defense", columns="beta", values="worst_attack")
     annot = acc.round(1).astype(str) + "\n" + who.astype(str)
     fig, ax = plt.subplots(figsize=(2.2 + 2.0 * acc.shape[1], 0.9 + 0.7 * acc.shape[0]))
-    sns.heatmap(acc, annot=annot, fmt="", cmap="rocket", vmin=0, vmax=100, ax=ax,
-                cbar_kws={"label": "worst-case accuracy (%)"}, annot_kws={"fontsize": 7})
+    sns.heatmap(
+        acc,
+        annot=annot,
+        fmt="",
+        cmap="rocket",
+        vmin=0,
+        vmax=100,
+        ax=ax,
+        cbar_kws={"label": "worst-case accuracy (%)"},
+        annot_kws={"fontsize": 7},
+    )
     ax.set_xlabel("β")
     ax.set_title("Worst-case accuracy over all attacks and strengths")
     _save_fig(fig, [Path(f"{prefix}.png")])
@@ -428,18 +482,27 @@ def calibration(df: pd.DataFrame, fraction: float = 0.5, metric: str = "max_acc"
             broken = numeric[numeric["mean"] < fraction * base]
             iid = alie_default_z(int(nf["n"]), int(nf["f"])) if name == "alie" else 0.1
             at_iid = numeric[np.isclose(numeric["strength_value"], iid, rtol=1e-3, atol=1e-3)]
-            rows.append({
-                "dataset": ds, "beta": b, "defense": dfn, "attack": _NAMES[name],
-                "no_attack": base,
-                "most_damaging_strength": worst["strength"] or _num(worst["strength_value"]),
-                "acc_at_most_damaging": worst["mean"],
-                "breaking_strength": broken["strength_value"].iloc[0] if len(broken) else math.nan,
-                "iid_default_strength": round(iid, 4),
-                "acc_at_iid_default": at_iid["mean"].iloc[0] if len(at_iid) else math.nan,
-                "acc_at_auto": auto["mean"].iloc[0] if len(auto) else math.nan,
-                "auto_strength_median": auto["strength_value"].iloc[0] if len(auto) else math.nan,
-                "fraction": fraction,
-            })
+            rows.append(
+                {
+                    "dataset": ds,
+                    "beta": b,
+                    "defense": dfn,
+                    "attack": _NAMES[name],
+                    "no_attack": base,
+                    "most_damaging_strength": worst["strength"] or _num(worst["strength_value"]),
+                    "acc_at_most_damaging": worst["mean"],
+                    "breaking_strength": broken["strength_value"].iloc[0]
+                    if len(broken)
+                    else math.nan,
+                    "iid_default_strength": round(iid, 4),
+                    "acc_at_iid_default": at_iid["mean"].iloc[0] if len(at_iid) else math.nan,
+                    "acc_at_auto": auto["mean"].iloc[0] if len(auto) else math.nan,
+                    "auto_strength_median": auto["strength_value"].iloc[0]
+                    if len(auto)
+                    else math.nan,
+                    "fraction": fraction,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -447,13 +510,16 @@ def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> No
     df = read_tidy(csv)
     cal = calibration(df, fraction, metric)
     _write_csv(Path(f"{prefix}.csv"), cal)
-    lines = ["| Dataset | β | Defense | Attack | no attack | most damaging (acc) | "
-             f"breaking (< {fraction:g}× clean) | IID default (acc) | auto (acc) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Dataset | β | Defense | Attack | no attack | most damaging (acc) | "
+        f"breaking (< {fraction:g}× clean) | IID default (acc) | auto (acc) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in cal.iterrows():
         lines.append(
             f"| {r['dataset']} | {r['beta']} | {r['defense']} | {r['attack']} | "
-            f"{r['no_attack']:.2f} | {r['most_damaging_strength']} ({r['acc_at_most_damaging']:.2f})"
+            f"{r['no_attack']:.2f} | {r['most_damaging_strength']} "
+            f"({r['acc_at_most_damaging']:.2f})"
             f" | {'none' if pd.isna(r['breaking_strength']) else _num(r['breaking_strength'])} | "
             f"{r['iid_default_strength']:g} ({r['acc_at_iid_default']:.2f}) | "
             f"{r['acc_at_auto']:.2f} |"

@@ -143,14 +143,18 @@ class RunSpec:
         _choice("momentum_form", self.momentum_form, MOMENTUM_FORMS)
         if self.lr_milestones is not None:
             if not isinstance(self.lr_milestones, list | tuple):
-                raise SpecError(f"lr_milestones: must be a list of fractions in (0, 1), got "
-                                f"{self.lr_milestones!r}")
+                raise SpecError(
+                    f"lr_milestones: must be a list of fractions in (0, 1), got "
+                    f"{self.lr_milestones!r}"
+                )
             for m in self.lr_milestones:
                 _number("lr_milestones", m, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         if isinstance(self.beta, str):
             if self.beta.lower() != "iid":
-                raise SpecError(f"beta: must be a number > 0 or 'iid', got the string "
-                                f"{self.beta!r}{_yaml_hint(self.beta)}")
+                raise SpecError(
+                    f"beta: must be a number > 0 or 'iid', got the string "
+                    f"{self.beta!r}{_yaml_hint(self.beta)}"
+                )
         else:
             _number("beta", self.beta, lo=0.0, lo_open=True)
         _choice("knowledge", self.knowledge, attacks.KNOWLEDGE)
@@ -176,8 +180,9 @@ class RunSpec:
     def _validate_attack(self) -> None:
         s = self.strength
         if isinstance(s, str) and s.lower() != "auto":
-            raise SpecError(f"strength: must be a number, 'auto' or empty, got the string "
-                            f"{s!r}{_yaml_hint(s)}")
+            raise SpecError(
+                f"strength: must be a number, 'auto' or empty, got the string {s!r}{_yaml_hint(s)}"
+            )
         if s is not None and not isinstance(s, str):
             _number("strength", s)
         params: dict[str, Any] = {"knowledge": self.knowledge}

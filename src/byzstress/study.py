@@ -50,8 +50,12 @@ class Run:
     @property
     def wildcards(self) -> dict[str, str]:
         return {
-            "study": self.study, "beta": self.beta, "attack": self.attack,
-            "strength": self.strength, "defense": self.defense, "seed": self.seed,
+            "study": self.study,
+            "beta": self.beta,
+            "attack": self.attack,
+            "strength": self.strength,
+            "defense": self.defense,
+            "seed": self.seed,
         }
 
     def path(self, results: str) -> str:
@@ -69,9 +73,7 @@ def selected_studies(config: dict[str, Any]) -> list[str]:
     defs = config.get("definitions", {})
     for name in chosen:
         if name not in defs:
-            raise StudyError(
-                f"studies: unknown study {name!r}; defined: {', '.join(sorted(defs))}"
-            )
+            raise StudyError(f"studies: unknown study {name!r}; defined: {', '.join(sorted(defs))}")
     return list(chosen)
 
 
@@ -88,25 +90,23 @@ def _strength_key(value: Any) -> tuple[str, Any]:
     return fmt_number(value), value
 
 
-def _check_registry(study: str, defenses: list[str], attacks: list[str], plugins: list[str]):
-    """Validate names against the package registries when torch is importable."""
+def _validate_runs(where: str, runs: list[Run]) -> None:
+    """Validate every distinct run spec with :class:`RunSpec` (names, ranges, f < n/2, ...)
+    when torch is importable; the train jobs validate again in any case."""
     try:
-        from . import attacks as atk
-        from . import defenses as dfn
-    except ImportError:  # the train jobs validate again
+        from .spec import RunSpec, SpecError
+    except ImportError:  # a Snakemake environment without torch
         return
-    if plugins:
-        dfn.load_plugins(plugins)
-    for d in defenses:
+    seen: set[tuple] = set()
+    for run in runs:
+        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in run.spec)
+        if key in seen:
+            continue
+        seen.add(key)
         try:
-            dfn.build(d, 17, 3)
-        except ValueError as err:
-            raise StudyError(f"definitions.{study}.defenses: {err}") from err
-    for a in attacks:
-        try:
-            atk.build(a)
-        except ValueError as err:
-            raise StudyError(f"definitions.{study}.attacks: {err}") from err
+            RunSpec.from_dict(dict(run.spec))
+        except SpecError as err:
+            raise StudyError(f"{where}: {err}") from err
 
 
 def expand_study(name: str, study: dict[str, Any], config: dict[str, Any]) -> list[Run]:
@@ -117,7 +117,7 @@ def expand_study(name: str, study: dict[str, Any], config: dict[str, Any]) -> li
         delta = train.pop("delta")
         if "f" in train:
             raise StudyError(f"{where}.train: give either f or delta, not both")
-        train["f"] = int(math.floor(float(delta) * int(train.get("n", 17)) + 1e-9))
+        train["f"] = math.floor(float(delta) * int(train.get("n", 17)) + 1e-9)
     for axis in AXES:
         if axis in train:
             raise StudyError(f"{where}.train.{axis}: set it as a study axis, not in train")
@@ -149,20 +149,26 @@ def expand_study(name: str, study: dict[str, Any], config: dict[str, Any]) -> li
         strengths = entry.get("strengths", [None])
         for st in strengths:
             attack_entries.append((a_slug, entry["name"], knowledge, *_strength_key(st)))
-    _check_registry(name, [d for _, d in defenses], [e["name"] for e in study["attacks"]],
-                    plugins)
 
     runs = []
     for b_key, b_val in betas:
         for a_slug, a_name, knowledge, s_key, s_val in attack_entries:
             for d_slug, d_spec in defenses:
                 for seed in study["seeds"]:
-                    spec = {**base, "beta": b_val, "attack": a_name, "knowledge": knowledge,
-                            "defense": d_spec, "seed": int(seed)}
+                    spec = {
+                        **base,
+                        "beta": b_val,
+                        "attack": a_name,
+                        "knowledge": knowledge,
+                        "defense": d_spec,
+                        "seed": int(seed),
+                    }
                     if s_val is not None:
                         spec["strength"] = s_val
-                    runs.append(Run(name, b_key, a_slug, s_key, d_slug, str(int(seed)),
-                                    tuple(spec.items())))
+                    runs.append(
+                        Run(name, b_key, a_slug, s_key, d_slug, str(int(seed)), tuple(spec.items()))
+                    )
+    _validate_runs(where, runs)
     keys = [r.path("") for r in runs]
     if len(set(keys)) != len(keys):
         raise StudyError(f"{where}: two runs map to the same path (duplicate entries?)")

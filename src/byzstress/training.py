@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
@@ -131,7 +131,7 @@ class Simulator:
             return F.cross_entropy(functional_call(module, params, (x,)), y)
 
         self._client_grads = vmap(grad_and_value(loss), in_dims=(None, 0, 0))
-        self.milestones = sorted(int(round(q * s.steps)) for q in s.lr_milestones)
+        self.milestones = sorted(round(q * s.steps) for q in s.lr_milestones)
 
     # ----------------------------------------------------------------- one step
 
@@ -236,7 +236,7 @@ class Simulator:
 def _nhwc(t: Tensor) -> Tensor:
     """Channels-last copy; explicit strides, since ``contiguous(memory_format=...)`` is a
     no-op for one-channel tensors, which then miss the fast oneDNN kernels."""
-    n, c, h, w = t.shape
+    _, c, h, w = t.shape
     out = torch.empty_strided(t.shape, (h * w * c, 1, w * c, c), dtype=t.dtype, device=t.device)
     return out.copy_(t)
 
@@ -344,8 +344,9 @@ def run(
         "final_acc": curve.test_acc[-1] if curve.test_acc else None,
         "curve": curve.as_dict(),
         "strength_summary": _summary(sim.strengths),
-        "strength_trace": sim.strengths if isinstance(resolved["strength"], str)
-        or s.attack.startswith(("minmax", "minsum")) else None,
+        "strength_trace": sim.strengths
+        if isinstance(resolved["strength"], str) or s.attack.startswith(("minmax", "minsum"))
+        else None,
         "defense_info": sim.defense.info,
         "share_sizes": {"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
         "param_count": sim.model.dim,
@@ -363,6 +364,12 @@ def run(
         "versions": _versions(),
         "hostname": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_array": {
+            k: os.environ[f"SLURM_ARRAY_{k.upper()}"]
+            for k in ("job_id", "task_id")
+            if f"SLURM_ARRAY_{k.upper()}" in os.environ
+        }
+        or None,
     }
     if out is not None:
         write_json(out, result)

@@ -6,6 +6,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from byzstress.cli import main  # noqa: E402
+from byzstress.cli import main
 
 sys.exit(main())

@@ -50,7 +50,11 @@ __all__ = [
 
 
 def sanitize(x: Tensor) -> Tensor:
-    """Map NaN to ``+BIG`` and ±Inf (and anything beyond) to ``±BIG``."""
+    """Map NaN to ``+BIG`` and ±Inf (and anything beyond) to ``±BIG``; ``x`` itself when
+    it is already in range (one min/max pass, which NaN also fails, instead of a copy)."""
+    lo, hi = torch.aminmax(x)
+    if bool(lo >= -BIG) and bool(hi <= BIG):
+        return x
     return torch.nan_to_num(x, nan=BIG, posinf=BIG, neginf=-BIG).clamp(-BIG, BIG)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -611,6 +610,3 @@ def build(spec: str, n: int, f: int, seed: int = 0) -> Defense:
     rule_cls = _lookup(RULES, parsed.name, "aggregation rule")
     rule = rule_cls(m, f, **parsed.params)
     return Defense(str(parsed), rule, pres, seed=seed)
-
-
-DefenseLike = Callable[[Tensor], Tensor]

@@ -17,7 +17,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from .grammar import parse, slug
+from .grammar import slug
 
 __all__ = ["Run", "StudyError", "cli_args", "expand_study", "fmt_number", "selected_studies"]
 
@@ -188,8 +188,3 @@ def cli_args(spec: dict[str, Any] | tuple[tuple[str, Any], ...]) -> str:
             v = repr(v)
         out.append(f"--{k.replace('_', '-')} {shlex.quote(str(v))}")
     return " ".join(out)
-
-
-def check_name(text: str) -> str:
-    """Parse a spec once to fail early on syntax errors (returns the canonical form)."""
-    return str(parse(text))

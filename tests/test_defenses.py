@@ -143,22 +143,35 @@ def make(spec, n, f):
         raise
 
 
+def _straddles(x: torch.Tensor, score: torch.Tensor, keep: int) -> bool:
+    """Whether keeping the ``keep`` lowest scores depends on how near-ties are broken:
+    rows scored (nearly) like the boundary fall on both sides and are not all equal."""
+    order = score.sort().values
+    if keep >= len(order):
+        return False
+    near = torch.isclose(score, order[keep - 1], rtol=1e-3, atol=1e-6)
+    if not bool(torch.isclose(order[keep - 1], order[keep], rtol=1e-3, atol=1e-6)):
+        return False
+    rows = x[near]
+    return not bool(torch.allclose(rows, rows[:1].expand_as(rows), atol=1e-6))
+
+
 def tied(spec, x, f):
-    """Whether a selection in the spec sits on a (near) tie, which float error or the
-    order of the inputs may break either way."""
+    """Whether a selection in the spec sits on a (near) tie between different vectors,
+    which float error or the order of the inputs may break either way."""
     n = x.shape[0]
     x64 = x.double()
+    k = n - f
     if "nnm" in spec:
-        d = defenses.pairwise_sq_dists(x64).sort(1).values
-        k = n - f
-        if k < n and bool(torch.isclose(d[:, k - 1], d[:, k], rtol=1e-3, atol=1e-6).any()):
+        d2 = defenses.pairwise_sq_dists(x64)
+        if any(_straddles(x64, d2[i], k) for i in range(n)):
             return True
+        x64 = defenses.NNM(n, f)(x64)  # the rule then sees the mixed vectors
+    if spec.startswith("monna") and _straddles(x64, ((x64 - x64[0]) ** 2).sum(1), k):
+        return True
     if spec.startswith(("krum", "multikrum")):
-        if "nnm" in spec:  # Krum then scores the mixed vectors
-            x64 = defenses.NNM(n, f)(x64)
-        scores = defenses.krum_scores(x64, f).sort().values
-        m = 0 if spec.startswith("krum") else n - f - 1
-        if m + 1 < n and bool(torch.isclose(scores[m], scores[m + 1], rtol=1e-3)):
+        keep = 1 if spec.startswith("krum") else k
+        if _straddles(x64, defenses.krum_scores(x64, f), keep):
             return True
     return False
 

@@ -8,11 +8,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from _smk import snakemake_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("BYZSTRESS_SLURM_STATE", "/tmp/byzstress-slurm"))
@@ -78,22 +78,14 @@ def cluster():
 
 def snakemake_on_slurm(wd: Path, cfg: dict, *extra: str) -> subprocess.CompletedProcess:
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(wd),
-        "--configfile",
-        str(wd / "config.yaml"),
+    cmd = snakemake_cmd(
+        wd,
         "--profile",
         str(ROOT / "profiles/slurm"),
         "--slurm-init-seconds-before-status-checks",
         "2",
         *extra,
-    ]
+    )
     return bounded(cmd, wd, timeout=900)
 
 

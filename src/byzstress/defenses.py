@@ -23,9 +23,12 @@ New rules register with :func:`register_rule` / :func:`register_pre` (see the RE
 from __future__ import annotations
 
 import copy
+import importlib
+import importlib.util
 import itertools
 import math
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -556,29 +559,29 @@ class Defense:
         return f"Defense({self.spec!r})"
 
 
-_plugins_loaded = False
+_entry_points_loaded = False
+_files_loaded: set[str] = set()
 
 
 def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
-    """Import user modules (``"pkg.mod"`` or ``"path/to/file.py"``) that register rules,
-    and, once, every ``byzstress.defenses`` entry point."""
-    global _plugins_loaded
+    """Import user modules (``"pkg.mod"`` or ``"path/to/file.py"``) that register rules or
+    attacks, each once per process, and, once, every ``byzstress.defenses`` entry point."""
+    global _entry_points_loaded
     for mod in modules:
-        if mod.endswith(".py"):
-            import importlib.util
-            from pathlib import Path
-
-            path = Path(mod)
-            if not path.exists():
-                raise ValueError(f"plugins: file {mod!r} does not exist")
-            spec = importlib.util.spec_from_file_location(f"byzstress_plugin_{path.stem}", path)
-            assert spec and spec.loader
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(mod)
-    if not _plugins_loaded:
-        _plugins_loaded = True
+        if not mod.endswith(".py"):
+            importlib.import_module(mod)  # cached by Python itself
+            continue
+        path = Path(mod).resolve()
+        if str(path) in _files_loaded:
+            continue
+        if not path.is_file():
+            raise ValueError(f"plugins: file {mod!r} does not exist")
+        spec = importlib.util.spec_from_file_location(f"byzstress_plugin_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        _files_loaded.add(str(path))
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
         for ep in entry_points(group="byzstress.defenses"):
             ep.load()
 

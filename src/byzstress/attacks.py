@@ -287,19 +287,36 @@ class _Shejwalkar(Attack):
             return -torch.sign(mu)
         raise ValueError(f"dir {kind!r} invalid; valid: std, unit, sign")
 
-    def satisfied(self, m: Tensor, g: Tensor, d2: Tensor) -> bool:
+    def bound(self, d2: Tensor) -> float:
+        """The constraint's right-hand side from the honest squared distances ``[h, h]``."""
         raise NotImplementedError
 
-    def gamma(self, known: Tensor) -> float:
-        """The halving search; returns the largest feasible ``γ`` found (0 if none)."""
+    def feasible(self, sq_dists: list[float], bound: float) -> bool:
+        """The constraint, given ``||m − g_i||²`` for every known vector ``i``."""
+        raise NotImplementedError
+
+    def gamma(self, known: Tensor, direction: Tensor | None = None) -> float:
+        """The halving search; returns the largest feasible ``γ`` found (0 if none).
+        ``direction``: ``p`` if already computed.
+
+        With ``e_i = g_i − μ``: ``||μ + γp − g_i||² = ||e_i||² − 2γ⟨e_i, p⟩ + γ²||p||²``, so
+        one pass over the vectors gives every candidate's distances as scalar arithmetic
+        (instead of a pass over ``[h, d]`` and a device read per halving step).
+        """
         from .defenses import pairwise_sq_dists
 
         g = known.double()
-        mu, p = g.mean(0), self.direction(known).double()
-        d2 = pairwise_sq_dists(g)
+        p = (self.direction(known) if direction is None else direction).double()
+        e = g - g.mean(0)
+        sq, dot = (e * e).sum(1), e @ p
+        stats = torch.cat([sq, dot, (p @ p).view(1)]).tolist()  # one device read
+        h = len(g)
+        a, b, c = stats[:h], stats[h : 2 * h], stats[2 * h]
+        bound = self.bound(pairwise_sq_dists(g))
         gamma, step, ok = float(self.params["gamma0"]), float(self.params["gamma0"]), 0.0
         while abs(ok - gamma) > float(self.params["tol"]):
-            if self.satisfied(mu + gamma * p, g, d2):
+            dists = [ai - 2.0 * gamma * bi + gamma * gamma * c for ai, bi in zip(a, b, strict=True)]
+            if self.feasible(dists, bound):
                 ok = gamma
                 gamma += step / 2
             else:
@@ -309,9 +326,10 @@ class _Shejwalkar(Attack):
 
     def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
         known = ctx.known
-        gamma = self.gamma(known)
+        p = self.direction(known)
+        gamma = self.gamma(known, p)
         self.last_gamma = gamma
-        return _same(ctx.f, known.mean(0) + gamma * self.direction(known))
+        return _same(ctx.f, known.mean(0) + gamma * p)
 
     def __call__(self, ctx: AttackContext) -> Tensor:
         out = super().__call__(ctx)
@@ -325,8 +343,11 @@ class MinMax(_Shejwalkar):
 
     names = ("minmax",)
 
-    def satisfied(self, m: Tensor, g: Tensor, d2: Tensor) -> bool:
-        return bool(((g - m) ** 2).sum(1).max() <= d2.max())
+    def bound(self, d2: Tensor) -> float:
+        return float(d2.max())
+
+    def feasible(self, sq_dists: list[float], bound: float) -> bool:
+        return max(sq_dists) <= bound
 
 
 @register_attack
@@ -335,8 +356,11 @@ class MinSum(_Shejwalkar):
 
     names = ("minsum",)
 
-    def satisfied(self, m: Tensor, g: Tensor, d2: Tensor) -> bool:
-        return bool(((g - m) ** 2).sum() <= d2.sum(1).max())
+    def bound(self, d2: Tensor) -> float:
+        return float(d2.sum(1).max())
+
+    def feasible(self, sq_dists: list[float], bound: float) -> bool:
+        return sum(sq_dists) <= bound
 
 
 @register_attack

@@ -20,8 +20,6 @@ import os
 import platform
 import socket
 import statistics
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +34,8 @@ from . import __version__, attacks, data, defenses, models
 from .attacks import AttackContext
 from .partition import PaddedShares, client_shares
 from .spec import RunSpec
-from .storage import load_checkpoint, save_checkpoint, write_json
 
-__all__ = ["FlatModel", "Simulator", "resolve_device", "run"]
+__all__ = ["FlatModel", "Simulator", "resolve_device", "result_json", "run", "update_momentum"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,6 +47,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def update_momentum(spec: RunSpec, momentum: Tensor, g: Tensor, theta: Tensor) -> None:
+    """In place: ``g += λθ``, then ``m ← β m + (1 − β) g`` (``ema``) or ``m ← β m + g``.
+
+    ``momentum`` and ``g`` are ``[..., m, d]``; ``theta`` broadcasts against them.
+    """
+    if spec.weight_decay:
+        g.add_(theta, alpha=spec.weight_decay)
+    damp = (1.0 - spec.momentum) if spec.momentum_form == "ema" else 1.0
+    momentum.mul_(spec.momentum).add_(g, alpha=damp)
+
+
 class FlatModel:
     """A module whose parameters are views into one flat vector ``theta`` ``[d]``."""
 
@@ -58,17 +66,30 @@ class FlatModel:
         named = [(k, p.detach()) for k, p in module.named_parameters()]
         self.names = [k for k, _ in named]
         self.shapes = [p.shape for _, p in named]
-        self.theta = torch.cat([p.flatten() for _, p in named]).to(device)
-        self.params: dict[str, Tensor] = {}
-        off = 0
-        for k, p in named:
-            self.params[k] = self.theta[off : off + p.numel()].view(p.shape)
-            off += p.numel()
-        self.dim = off
+        self.dim = sum(p.numel() for _, p in named)
+        self.rebind(torch.cat([p.flatten() for _, p in named]).to(device))
+
+    def rebind(self, theta: Tensor) -> None:
+        """Make ``theta`` (``[d]``, possibly a row of a ``[R, d]`` stack) the parameters."""
+        self.theta = theta
+        self.params = self.views(theta)
+
+    def views(self, theta: Tensor) -> dict[str, Tensor]:
+        """Parameter views of ``theta`` ``[..., d]`` (leading dims kept)."""
+        lead, out, off = theta.shape[:-1], {}, 0
+        for k, shape in zip(self.names, self.shapes, strict=True):
+            size = shape.numel()
+            out[k] = theta[..., off : off + size].view(*lead, *shape)
+            off += size
+        return out
 
     def flatten_grads(self, grads: dict[str, Tensor], m: int) -> Tensor:
         """Per-client gradient dict (leading dim ``m``) -> ``[m, d]``."""
         return torch.cat([grads[k].reshape(m, -1) for k in self.names], dim=1)
+
+    def flatten_batched_grads(self, grads: dict[str, Tensor], r: int, m: int) -> Tensor:
+        """Per-run, per-client gradient dict (leading dims ``r, m``) -> ``[r, m, d]``."""
+        return torch.cat([grads[k].reshape(r, m, -1) for k in self.names], dim=2)
 
     def logits(self, x: Tensor) -> Tensor:
         return functional_call(self.module, self.params, (x,))
@@ -92,7 +113,14 @@ class Curve:
 class Simulator:
     """Holds one run's tensors and state; :meth:`step` advances it by one D-SGD step."""
 
-    def __init__(self, spec: RunSpec, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        device: torch.device | None = None,
+        datasets: tuple[data.TensorData, data.TensorData] | None = None,
+    ) -> None:
+        """``datasets``: the (train, test) splits already on ``device``, to share them
+        between simulators of one process (:class:`byzstress.batch.SimulatorBatch`)."""
         spec.validate()
         self.spec = s = spec.resolved()
         if s.plugins:
@@ -101,8 +129,12 @@ class Simulator:
             torch.use_deterministic_algorithms(True)
         self.device = device or resolve_device(s.device)
         root = s.data_root
-        self.train = data.load(s.dataset, root, True, self.device, s.download)
-        self.test = data.load(s.dataset, root, False, self.device, s.download)
+        if datasets is None:
+            datasets = (
+                data.load(s.dataset, root, True, self.device, s.download),
+                data.load(s.dataset, root, False, self.device, s.download),
+            )
+        self.train, self.test = datasets
         self.h = s.n - s.f
         self.attack = attacks.build(
             s.attack,
@@ -158,16 +190,22 @@ class Simulator:
         xb, yb = self.batches()
         grads, losses = self._client_grads(self.model.params, xb, yb)
         g = self.model.flatten_grads(grads, self.m)
-        if s.weight_decay:
-            g.add_(self.model.theta, alpha=s.weight_decay)
-        damp = (1.0 - s.momentum) if s.momentum_form == "ema" else 1.0
-        self.momentum.mul_(s.momentum).add_(g, alpha=damp)
+        update_momentum(s, self.momentum, g, self.model.theta)
         return self.momentum, losses
 
     def step(self) -> tuple[float, bool]:
         """One D-SGD step; returns (honest mean train loss, finite?)."""
-        s = self.spec
         mom, losses = self.client_vectors()
+        loss, finite = self.server_step(mom, losses)
+        return float(loss), bool(finite)
+
+    def server_step(self, mom: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """Attack, defense and model update from the clients' momentum vectors ``[m, d]``.
+
+        Returns the honest clients' mean train loss and whether the aggregate is finite, as
+        device tensors: reading them waits for the device, so callers batch that read.
+        """
+        s = self.spec
         honest = mom[: self.h]
         if s.f > 0:
             ctx = AttackContext(
@@ -186,9 +224,8 @@ class Simulator:
         agg = self.defense(x)
         self.model.theta.sub_(agg, alpha=self.lr_at(self.step_idx))
         self.step_idx += 1
-        train_loss = float(losses[: self.h].mean())
-        finite = bool(torch.isfinite(agg).all()) and np.isfinite(train_loss)
-        return train_loss, finite
+        train_loss = losses[: self.h].mean()
+        return train_loss, torch.isfinite(agg).all() & torch.isfinite(train_loss)
 
     @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
@@ -259,77 +296,19 @@ def _summary(values: list[float]) -> dict[str, float] | None:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def run(
+def result_json(
     spec: RunSpec,
-    out: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    progress: bool | None = None,
+    sim: Simulator,
+    curve: Curve,
+    status: str,
+    *,
+    wall_time: float,
+    train_time: float,
+    eval_time: float,
+    resumed_from: int | None,
 ) -> dict[str, Any]:
-    """Train one run; write its JSON atomically to ``out`` (if given) and return it.
-
-    With ``checkpoint`` and ``spec.checkpoint_every > 0`` the state is saved every that many
-    steps; an existing checkpoint of the same spec is resumed from, and deleted at the end.
-    """
-    t_start = time.perf_counter()
-    sim = Simulator(spec)
+    """The run's JSON: its spec, curve, summary metrics, timings and environment."""
     s = sim.spec
-    curve, elapsed_before, resumed_from = Curve.empty(), 0.0, None
-    train_time = eval_time = 0.0
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.exists():
-        st = load_checkpoint(ckpt)
-        if st.get("spec") == spec.to_dict():
-            sim.load_state_dict(st["sim"])
-            curve = Curve(**st["curve"])
-            elapsed_before = float(st["elapsed"])
-            train_time, eval_time = float(st["train_time"]), float(st["eval_time"])
-            resumed_from = sim.step_idx
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=s.steps, initial=sim.step_idx, desc="train", unit="step")
-
-    status = "ok"
-    while sim.step_idx < s.steps:
-        t0 = time.perf_counter()
-        train_loss, finite = sim.step()
-        if sim.device.type == "cuda":
-            torch.cuda.synchronize()
-        train_time += time.perf_counter() - t0
-        t = sim.step_idx
-        if not finite or t % s.eval_every == 0 or t == s.steps:
-            t1 = time.perf_counter()
-            acc, test_loss = sim.evaluate()
-            eval_time += time.perf_counter() - t1
-            curve.step.append(t)
-            curve.test_acc.append(acc)
-            curve.test_loss.append(test_loss)
-            curve.train_loss.append(train_loss)
-            if bar is not None:
-                bar.set_postfix(acc=f"{acc:.3f}")
-        if bar is not None:
-            bar.update(1)
-        if not finite:
-            status = "diverged"
-            break
-        if ckpt is not None and s.checkpoint_every and t % s.checkpoint_every == 0 and t < s.steps:
-            save_checkpoint(
-                ckpt,
-                {
-                    "spec": spec.to_dict(),
-                    "sim": sim.state_dict(),
-                    "curve": curve.as_dict(),
-                    "elapsed": elapsed_before + time.perf_counter() - t_start,
-                    "train_time": train_time,
-                    "eval_time": eval_time,
-                },
-            )
-    if bar is not None:
-        bar.close()
-
     steps_done = sim.step_idx
     accs = [a for a in curve.test_acc if a == a]
     resolved = s.to_dict()
@@ -350,7 +329,7 @@ def run(
         "defense_info": sim.defense.info,
         "share_sizes": {"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
         "param_count": sim.model.dim,
-        "wall_time_s": elapsed_before + time.perf_counter() - t_start,
+        "wall_time_s": wall_time,
         "train_time_s": train_time,
         "eval_time_s": eval_time,
         "steps_per_sec": steps_done / train_time if train_time > 0 else None,
@@ -371,8 +350,21 @@ def run(
         }
         or None,
     }
-    if out is not None:
-        write_json(out, result)
-    if ckpt is not None:
-        ckpt.unlink(missing_ok=True)
     return result
+
+
+def run(
+    spec: RunSpec,
+    out: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train one run; write its JSON atomically to ``out`` (if given) and return it.
+
+    With ``checkpoint`` and ``spec.checkpoint_every > 0`` the state is saved every that many
+    steps; an existing checkpoint of the same spec is resumed from, and deleted at the end.
+    A batch of one: :func:`byzstress.batch.run_batch` holds the loop.
+    """
+    from .batch import run_batch  # batch builds on this module
+
+    return run_batch([spec], [out], checkpoint, progress)[0]

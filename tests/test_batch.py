@@ -1,0 +1,112 @@
+"""Runs trained in lockstep (byzstress.batch) match the same runs trained alone."""
+
+import json
+
+import pytest
+import torch
+
+from byzstress.batch import SimulatorBatch, check_batchable, run_batch
+from byzstress.spec import RunSpec, SpecError
+from byzstress.training import Simulator
+
+BASE = {
+    "steps": 6,
+    "eval_every": 3,
+    "device": "cpu",
+    "defense": "rfa(buck)",
+    "attack": "alie",
+    "strength": 2.0,
+}
+
+
+def specs(root, members, **kw):
+    return [RunSpec.from_dict({**BASE, "data_root": str(root), **kw, **m}) for m in members]
+
+
+def rel_err(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+MEMBERS = [{"seed": 0, "beta": 0.5}, {"seed": 1, "beta": 0.5}, {"seed": 0, "beta": 0.1}]
+
+
+@pytest.mark.parametrize("attack", [{"attack": "alie"}, {"attack": "lf", "strength": None}])
+def test_batched_steps_equal_single_runs(fmnist_root, attack):
+    group = specs(fmnist_root, MEMBERS, **attack)
+    batch = SimulatorBatch(group)
+    singles = [Simulator(s) for s in group]
+    for _ in range(4):
+        losses, finite = batch.step([True] * len(group))
+        for i, sim in enumerate(singles):
+            loss, ok = sim.step()
+            assert finite[i] and ok
+            assert losses[i] == pytest.approx(loss, rel=1e-4)
+    for i, sim in enumerate(singles):
+        # same batches, attack noise and buckets: only float summation order may differ
+        assert rel_err(batch.sims[i].model.theta, sim.model.theta) < 1e-5
+        assert rel_err(batch.sims[i].momentum, sim.momentum) < 1e-4
+        assert batch.sims[i].step_idx == sim.step_idx == 4
+    # the runs really differ from each other (seeds and betas reach the batch)
+    assert not torch.allclose(batch.sims[0].model.theta, batch.sims[1].model.theta)
+    assert not torch.allclose(batch.sims[0].model.theta, batch.sims[2].model.theta)
+
+
+def test_a_diverging_run_leaves_the_others_alone(fmnist_root):
+    group = specs(fmnist_root, MEMBERS[:2])
+    batch = SimulatorBatch(group)
+    alone = Simulator(group[1])
+    batch.sims[0].model.theta.fill_(float("nan"))
+    _, finite = batch.step([True, True])
+    alone.step()
+    assert finite == [False, True]
+    for _ in range(2):
+        batch.step([False, True])
+        alone.step()
+    assert batch.sims[0].step_idx == 1
+    assert rel_err(batch.sims[1].model.theta, alone.model.theta) < 1e-5
+
+
+def test_run_batch_writes_one_json_per_run(fmnist_root, tmp_path):
+    group = specs(fmnist_root, MEMBERS[:2])
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    results = run_batch(group, outs)
+    for spec, out, res in zip(group, outs, results, strict=True):
+        saved = json.loads(out.read_text())
+        assert saved == json.loads(json.dumps(res))
+        assert saved["spec"] == spec.to_dict()
+        assert saved["status"] == "ok" and saved["curve"]["step"] == [3, 6]
+        assert saved["batch"]["size"] == 2
+        assert saved["batch"]["runs"] == [{"seed": 0, "beta": 0.5}, {"seed": 1, "beta": 0.5}]
+
+
+def test_interrupted_batch_resumes_from_its_checkpoint(fmnist_root, tmp_path, monkeypatch):
+    group = specs(fmnist_root, MEMBERS[:2], steps=6, checkpoint_every=2)
+    ref = run_batch(group)
+    ckpt = tmp_path / "batch.ckpt"
+    calls = {"n": 0}
+    original = SimulatorBatch.step
+
+    def dying_step(self, active):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after the checkpoint of step 2... and 3 done
+            raise KeyboardInterrupt
+        return original(self, active)
+
+    monkeypatch.setattr(SimulatorBatch, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(group, checkpoint=ckpt)
+    assert ckpt.exists()
+    monkeypatch.setattr(SimulatorBatch, "step", original)
+    resumed = run_batch(group, checkpoint=ckpt)
+    assert not ckpt.exists()
+    for a, b in zip(ref, resumed, strict=True):
+        assert b["resumed_from_step"] == 2
+        assert b["curve"] == a["curve"]
+
+
+def test_only_seed_and_beta_may_differ(fmnist_root):
+    check_batchable(specs(fmnist_root, MEMBERS))
+    with pytest.raises(SpecError, match="these differ: defense"):
+        check_batchable(specs(fmnist_root, [{"defense": "cm"}, {"defense": "mean", "seed": 1}]))
+    with pytest.raises(SpecError, match="at least one run"):
+        check_batchable([])

@@ -1,5 +1,6 @@
 """Aggregators: hand-computed cases, hypothesis properties, non-finite inputs."""
 
+import itertools
 import math
 
 import numpy as np
@@ -31,7 +32,9 @@ def col(*v):
         ("multikrum", col(0, 1, 2, 10, 11), 1, [3.25]),  # lowest four: 1, 0, 2, 10
         ("rfa", col(0, 1, 10), 1, [1.0]),  # 1-D geometric median = median
         ("mda", col(0, 1, 2, 10), 1, [1.0]),
+        ("mda", col(0, 1, 2), 1, [1.0]),  # {0, 1} and {1, 2} tie: means 0.5 and 1.5 averaged
         ("meamed", col(0, 1, 2, 10, 11), 1, [3.25]),  # 4 closest to the median 2
+        ("meamed", col(0, 100, 50, 50, 50), 1, [50.0]),  # 0 and 100 tie for the 4th place
         ("monna", col(0, 1, 2, 10, 11), 1, [3.25]),  # 4 nearest to the pivot 0
         ("mean(nnm)", col(0, 1, 2, 10), 1, [(1 + 1 + 1 + 13 / 3) / 4]),
         ("mean(arc)", col(1, 2, 3, 4, 10), 1, [(1 + 2 + 3 + 4 + 4) / 5]),  # k = 1
@@ -173,7 +176,28 @@ def tied(spec, x, f):
         keep = 1 if spec.startswith("krum") else k
         if _straddles(x64, defenses.krum_scores(x64, f), keep):
             return True
+    if spec.startswith("mda"):
+        # the rule averages subsets tied up to float rounding; a diameter a little above the
+        # smallest one may fall on either side of that tolerance
+        d2 = defenses.pairwise_sq_dists_direct(x64)
+        diam = torch.stack(
+            [d2[list(c)][:, list(c)].max() for c in itertools.combinations(range(n), k)]
+        )
+        if _in_near_band(diam, diam.min()):
+            return True
+    if spec.startswith("meamed"):
+        dist = (x64 - defenses.coordinate_median(x64)).abs()
+        if _in_near_band(dist, dist.kthvalue(k, dim=0).values):
+            return True
     return False
+
+
+def _in_near_band(score: torch.Tensor, boundary: torch.Tensor) -> bool:
+    """Some score is near the boundary (relative 1e-9 to 1e-3) without being equal to it:
+    float32 rounding may put it on either side of a rule's tie tolerance."""
+    gap = (score - boundary).abs()
+    scale = boundary.abs().clamp_min(1e-12)
+    return bool(((gap > 1e-9 * scale) & (gap <= 1e-3 * scale)).any())
 
 
 SETTINGS = settings(

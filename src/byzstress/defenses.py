@@ -37,6 +37,9 @@ from torch import Tensor
 from .grammar import Spec, parse
 
 BIG = 1e15
+# Relative tolerance under which two selection scores count as tied (float32 rounding of
+# equal distances, e.g. after a translation, stays well below it).
+TIE_RTOL = 1e-6
 
 __all__ = [
     "BIG",
@@ -72,6 +75,17 @@ def pairwise_sq_dists(x: Tensor) -> Tensor:
     d2 = sq[:, None] + sq[None, :] - 2.0 * (xc @ xc.T)
     d2.fill_diagonal_(0.0)
     return d2.clamp_min_(0.0)
+
+
+def pairwise_sq_dists_direct(x: Tensor) -> Tensor:
+    """Squared Euclidean distances ``[n, n]`` summed pair by pair, ``O(n² d)``.
+
+    Each entry is computed from its two rows alone, the same way whatever their positions
+    (``cdist`` without the matrix-product shortcut), so equal distances come out bitwise
+    equal and selections on them do not depend on the order of the inputs; the Gram form's
+    rounding depends on every row.
+    """
+    return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") ** 2
 
 
 def mean_of_nearest(x: Tensor, d2: Tensor, k: int) -> Tensor:
@@ -391,7 +405,7 @@ class MDA(Rule):
         n, f = x.shape[0], self.f
         if f == 0:
             return x.mean(0)
-        d2 = pairwise_sq_dists(x)
+        d2 = pairwise_sq_dists_direct(x)  # ties between subsets must not depend on order
         removed = torch.tensor(list(itertools.combinations(range(n), f)), device=x.device)
         keep = torch.ones(len(removed), n, dtype=torch.bool, device=x.device)
         keep.scatter_(1, removed, False)
@@ -399,8 +413,9 @@ class MDA(Rule):
         diam = torch.where(pair, d2[None], torch.zeros((), dtype=d2.dtype, device=x.device))
         diam = diam.amax((1, 2))
         # several subsets may share the smallest diameter (the same extreme pair): average
-        # their means, which keeps the rule permutation invariant
-        best = keep[diam == diam.min()].to(x.dtype)  # [t, n]
+        # their means, which keeps the rule permutation invariant; "share" up to float
+        # rounding (TIE_RTOL), so that a translation cannot split a tie
+        best = keep[diam <= diam.min() * (1.0 + TIE_RTOL)].to(x.dtype)  # [t, n]
         return (best @ x / (n - f)).mean(0)
 
 
@@ -408,7 +423,8 @@ class MDA(Rule):
 class Meamed(Rule):
     """Mean around the median (Xie et al. 2018, "Phocas"/"Meamed").
 
-    Per coordinate, the mean of the ``n − f`` values closest to the coordinate's median.
+    Per coordinate, the mean of the ``n − f`` values closest to the coordinate's median;
+    values tied for the last places share them equally.
     """
 
     names = ("meamed",)
@@ -417,9 +433,18 @@ class Meamed(Rule):
         _need_honest_majority(self)
 
     def __call__(self, x: Tensor) -> Tensor:
-        med = coordinate_median(x)
-        idx = (x - med).abs().topk(x.shape[0] - self.f, dim=0, largest=False).indices
-        return x.gather(0, idx).mean(0)
+        k = x.shape[0] - self.f
+        dist = (x - coordinate_median(x)).abs()
+        kth = dist.kthvalue(k, dim=0).values
+        # values as far from the median as the k-th (up to rounding) share the last places
+        # equally, so the result does not depend on the order of the inputs
+        tol = kth * TIE_RTOL
+        closer = dist < kth - tol
+        at = ~closer & (dist <= kth + tol)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        need = k - closer.sum(0)
+        at_mean = torch.where(at, x, zero).sum(0) / at.sum(0)
+        return (torch.where(closer, x, zero).sum(0) + need * at_mean) / k
 
 
 @register_rule

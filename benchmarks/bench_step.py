@@ -1024,12 +1024,17 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["total_wall_s"] = time.perf_counter() - t_all
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=_json_default))
-        os.replace(tmp, args.out)
+        write_result(args.out, result)
         print(f"\nwrote {args.out}")
     return 0
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write a benchmark's JSON atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=_json_default))
+    os.replace(tmp, path)
 
 
 def _json_default(o: Any) -> Any:

@@ -421,10 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["estimate"]["shared_s"] = {"processes": int(best_k), "seconds": t}
                 print(f"{args.study} with {best_k} runs per device at once: {t / 3600:.2f} h")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=bs._json_default))
-        os.replace(tmp, args.out)
+        bs.write_result(args.out, result)
         print(f"wrote {args.out}")
     return 0
 

@@ -183,6 +183,16 @@ def run_batch(
     if bar is not None:
         bar.close()
 
+    wall_time = elapsed_before + time.perf_counter() - t_start  # the whole batch's
+    batch_info = (
+        {
+            "size": len(sims),
+            "runs": [{k: d[k] for k in BATCHABLE} for d in key],
+            "note": "timings are the whole batch's",
+        }
+        if len(sims) > 1
+        else None
+    )
     results = []
     for spec, sim, curve, st_, out in zip(specs, sims, curves, status, outs, strict=True):
         result = result_json(
@@ -190,20 +200,12 @@ def run_batch(
             sim,
             curve,
             st_,
-            wall_time=elapsed_before + time.perf_counter() - t_start,
+            wall_time=wall_time,
             train_time=train_time,
             eval_time=eval_time,
             resumed_from=resumed_from,
         )
-        result["batch"] = (
-            {
-                "size": len(sims),
-                "runs": [{k: sp.to_dict()[k] for k in BATCHABLE} for sp in specs],
-                "note": "timings are the whole batch's",
-            }
-            if len(sims) > 1
-            else None
-        )
+        result["batch"] = batch_info
         if out is not None:
             write_json(out, result)
         results.append(result)

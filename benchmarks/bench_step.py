@@ -15,12 +15,16 @@ trMean(NNM).
 
 Baselines:
 
-* ``byzstress`` -- ``byzstress.training.Simulator(RunSpec(...)).step()``.
+* ``byzstress`` -- ``byzstress.training.Simulator(RunSpec(...)).step()`` (gradient engine
+  ``auto``: the fused ``expanded`` engine on the CPU, ``vmap`` on CUDA).
+* ``byzstress-vmap`` -- the same simulator with the ``vmap`` gradient engine.
 * ``floor``     -- one fused forward+backward of a plain ``nn.Module`` over all
   ``(n - f) * B`` honest samples stacked as one batch (no per-client gradients), one
-  ``torch.cat`` of the gradients, the ``[n - f, d]`` momentum update, the ALIE vector,
-  the defense on the ``[n, d]`` stack and the SGD update: the same arithmetic with no
-  per-client gradients and no framework overhead, i.e. the reference lower bound.
+  ``torch.cat`` of the gradients, the ``[n - f, d]`` momentum update (rows of the
+  defense's ``[n, d]`` input buffer), the ALIE vector written into the buffer's last
+  ``f`` rows, the defense and the SGD update: the same arithmetic with no per-client
+  gradients and no framework overhead, i.e. the reference lower bound. On the CPU its
+  convolutions run channels-last, the faster layout there.
 * ``naive``     -- what most libraries do: a ``deepcopy`` of the model per honest client,
   the global ``state_dict`` loaded into every copy each step, forward/backward per client,
   ``torch.cat`` of the gradients, per-client momentum vectors, ``torch.stack``, ALIE,
@@ -53,6 +57,11 @@ import subprocess
 import sys
 import time
 import traceback
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -63,14 +72,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from byzstress import __version__ as BYZSTRESS_VERSION
-from byzstress import data, defenses, models
+from byzstress import data, defenses, gradients, models
 from byzstress.attacks import AttackContext, mean_std
 from byzstress.partition import PaddedShares, client_shares
 from byzstress.spec import RunSpec
 from byzstress.training import Simulator
 
 SECTIONS = ("step", "defenses", "scaling", "cifar")
-BASELINES = ("byzstress", "floor", "naive", "byzfl")
+BASELINES = ("byzstress", "byzstress-vmap", "floor", "naive", "byzfl")
 DEFENSE_SPECS = (
     "mean",
     "cm",
@@ -177,6 +186,22 @@ def time_calls(
     return times
 
 
+def os_counters() -> tuple[int, float]:
+    """(minor page faults, system CPU seconds) of this process so far; (0, 0) where the
+    ``resource`` module is missing. A fresh large tensor is zeroed by the kernel page by
+    page, so page faults show allocation cost that a profile of the ops hides."""
+    if resource is None:
+        return 0, 0.0
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_minflt, r.ru_stime
+
+
+def add_os_costs(res: dict[str, Any], faults: int, sys_s: float, calls: int) -> None:
+    if resource is not None and calls:
+        res["page_faults_per_call"] = faults / calls
+        res["sys_s_per_call"] = sys_s / calls
+
+
 def summary(times: list[float]) -> dict[str, Any]:
     med = statistics.median(times)
     return {
@@ -266,10 +291,12 @@ def alie(honest: Tensor, f: int, z: float) -> Tensor:
 
 class ByzstressStep:
     name = "byzstress"
+    engine = "auto"  # the engine a run uses: expanded on the CPU, vmap on CUDA
 
     def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
-        self.sim = Simulator(s.run_spec(device, root), device=device)
+        self.sim = Simulator(s.run_spec(device, root), device=device, grad_engine=self.engine)
         self.dim = self.sim.model.dim
+        self.grad_engine = self.sim.grads.name
 
     def __call__(self) -> None:
         self.sim.step()
@@ -283,14 +310,25 @@ class ByzstressStep:
 
         x = torch.cat([mom, attack()])
         return {
-            "client_vectors (gather + vmap grads + momentum)": sim.client_vectors,
+            "client_vectors (gather + per-client grads + momentum)": sim.client_vectors,
             "attack (ALIE)": attack,
             "defense": lambda: sim.defense(x),
         }
 
 
+class ByzstressVmapStep(ByzstressStep):
+    """byzstress's simulator with the ``vmap`` gradient engine (CUDA's default; on the CPU
+    it shows what the fused ``expanded`` engine gains)."""
+
+    name = "byzstress-vmap"
+    engine = "vmap"
+
+
 class FloorStep:
-    """Fused forward/backward over all honest samples + ALIE + defense + SGD update."""
+    """Fused forward/backward over all honest samples + ALIE + defense + SGD update.
+
+    The convolutions run channels-last (model and input) where that is faster, as
+    byzstress's own CPU path does, so that the floor is the fastest fused pass."""
 
     name = "floor"
 
@@ -300,23 +338,37 @@ class FloorStep:
         self.sample = ClientSampler(s, train, device)
         torch.manual_seed(s.seed)
         self.model = models.build(s.model, train.num_classes).to(device)
+        self.channels_last = device.type == "cpu"
+        if self.channels_last:
+            for p in self.model.parameters():
+                if p.dim() == 4:
+                    p.data = gradients.nhwc(p.data)
         self.params = list(self.model.parameters())
         self.dim = sum(p.numel() for p in self.params)
         g = torch.Generator().manual_seed(s.seed + 5)
-        # distinct rows so ALIE's σ and the defense see realistic spread
-        self.mom = (0.01 * torch.randn(s.h, self.dim, generator=g)).to(device)
+        # distinct rows so ALIE's σ and the defense see realistic spread; the momentum rows
+        # are the first rows of the defense's input buffer (no [n, d] concatenation per
+        # step: a fresh [n, d] tensor each step costs page faults, 73 -> 55 ms on 2 cores)
+        self.x = torch.zeros(s.n, self.dim, device=device)
+        self.mom = self.x[: s.h]
+        self.mom.copy_(0.01 * torch.randn(s.h, self.dim, generator=g))
         self.defense = defenses.build(s.defense, s.n, s.f, seed=s.seed + 1)
+
+    def _fused_input(self) -> tuple[Tensor, Tensor]:
+        xb, yb = self.sample()
+        x = xb.flatten(0, 1)
+        return (gradients.nhwc(x) if self.channels_last else x), yb.flatten()
 
     def __call__(self) -> None:
         s = self.s
-        xb, yb = self.sample()
+        x, y = self._fused_input()
         self.model.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(xb.flatten(0, 1)), yb.flatten())
+        loss = F.cross_entropy(self.model(x), y)
         loss.backward()
         g = torch.cat([p.grad.reshape(-1) for p in self.params])
         self.mom.mul_(s.momentum).add_(g, alpha=1 - s.momentum)  # broadcast over [h, d]
-        x = torch.cat([self.mom, alie(self.mom, s.f, s.strength)])
-        agg = self.defense(x)
+        self.x[s.h :].copy_(alie(self.mom, s.f, s.strength))
+        agg = self.defense(self.x)
         with torch.no_grad():
             off = 0
             for p in self.params:
@@ -326,9 +378,9 @@ class FloorStep:
 
     def components(self) -> dict[str, Callable[[], Any]]:
         def fwd_bwd() -> None:
-            xb, yb = self.sample()
+            x, y = self._fused_input()
             self.model.zero_grad(set_to_none=True)
-            F.cross_entropy(self.model(xb.flatten(0, 1)), yb.flatten()).backward()
+            F.cross_entropy(self.model(x), y).backward()
 
         return {"fused forward+backward (incl. batch gather)": fwd_bwd}
 
@@ -541,6 +593,7 @@ class ByzflStep:
 
 BASELINE_CLASSES = {
     "byzstress": ByzstressStep,
+    "byzstress-vmap": ByzstressVmapStep,
     "floor": FloorStep,
     "naive": NaiveStep,
     "byzfl": ByzflStep,
@@ -573,6 +626,7 @@ def bench_step(
             out["baselines"][name] = {"error": repr(err), "traceback": traceback.format_exc()}
             log(f"  error: {err!r}")
     times: dict[str, list[float]] = {name: [] for name in runners}
+    os_costs = {name: [0, 0.0] for name in runners}
     for runner in runners.values():
         time_calls(runner, device, args.warmup, 0)
     per_round = [
@@ -582,14 +636,21 @@ def bench_step(
         for name, runner in runners.items():
             if k == 0 or (args.budget is not None and sum(times[name]) > args.budget):
                 continue
+            before = os_counters()
             times[name] += time_calls(runner, device, 0, k, args.budget)
+            after = os_counters()
+            os_costs[name][0] += after[0] - before[0]
+            os_costs[name][1] += after[1] - before[1]
             log(
                 f"  round {r + 1}/{args.rounds} {name}: "
                 f"median so far {statistics.median(times[name]) * 1e3:.1f} ms/step"
             )
     for name, runner in runners.items():
         res = summary(times[name])
+        add_os_costs(res, os_costs[name][0], os_costs[name][1], len(times[name]))
         res["param_count"] = runner.dim
+        if isinstance(runner, ByzstressStep):
+            res["grad_engine"] = runner.grad_engine
         if name == "byzfl":
             res["byzfl_version"] = _dist_version("byzfl")
             res["mapping"] = BYZFL_MAPPING
@@ -626,7 +687,7 @@ def ratios(b: dict[str, Any]) -> dict[str, float]:
     if "byzstress" in med:
         if "floor" in med:
             r["byzstress_over_floor_time"] = med["byzstress"] / med["floor"]
-        for other in ("naive", "byzfl"):
+        for other in ("byzstress-vmap", "naive", "byzfl"):
             if other in med:
                 # = steps/s(byzstress) / steps/s(other): speed-up of byzstress over `other`
                 r[f"{other}_over_byzstress_time"] = med[other] / med["byzstress"]
@@ -665,10 +726,13 @@ def bench_defenses(
             log(f"[defenses] {mname} d={d} {spec} ...")
             try:
                 dfn = defenses.build(spec, n, f, seed=1)
-                times = time_calls(
-                    lambda dfn=dfn, x=x: dfn(x), device, args.def_warmup, args.repeats, args.budget
-                )
+                call = functools.partial(dfn, x)
+                time_calls(call, device, args.def_warmup, 0)
+                before = os_counters()
+                times = time_calls(call, device, 0, args.repeats, args.budget)
+                after = os_counters()
                 res = summary(times)
+                add_os_costs(res, after[0] - before[0], after[1] - before[1], len(times))
                 if dfn.info:
                     res["info"] = dict(dfn.info)
                 rows[spec] = res
@@ -763,19 +827,25 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 def print_step_table(title: str, res: dict[str, Any]) -> None:
     print(f"\n== {title} ==")
-    print(f"{'baseline':<11} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'steps/s':>8}  n")
+    print(
+        f"{'baseline':<14} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'steps/s':>8} "
+        f"{'faults/step':>12} {'sys ms/step':>12}  n"
+    )
     for name, r in res["baselines"].items():
         if "median_s" not in r:
-            print(f"{name:<11} {r.get('skipped') or r.get('error')}")
+            print(f"{name:<14} {r.get('skipped') or r.get('error')}")
             continue
         print(
-            f"{name:<11} {r['median_s'] * 1e3:10.1f} {r['min_s'] * 1e3:9.1f} "
-            f"{r['max_s'] * 1e3:9.1f} {r['steps_per_s']:8.2f}  {r['count']}"
+            f"{name:<14} {r['median_s'] * 1e3:10.1f} {r['min_s'] * 1e3:9.1f} "
+            f"{r['max_s'] * 1e3:9.1f} {r['steps_per_s']:8.2f} "
+            f"{r.get('page_faults_per_call', float('nan')):12.0f} "
+            f"{r.get('sys_s_per_call', float('nan')) * 1e3:12.1f}  {r['count']}"
         )
         for cname, c in r.get("components", {}).items():
             print(f"    {cname}: {c['median_s'] * 1e3:.1f} ms")
     labels = {
         "byzstress_over_floor_time": "byzstress / floor (time; 1 = at the floor)",
+        "byzstress-vmap_over_byzstress_time": "byzstress-vmap / byzstress (the engine's gain)",
         "naive_over_byzstress_time": "naive / byzstress (time = byzstress's steps/s gain)",
         "byzfl_over_byzstress_time": "byzfl / byzstress (time = byzstress's steps/s gain)",
     }
@@ -791,7 +861,8 @@ def print_defense_table(res: dict[str, Any]) -> None:
                 extra = f"  {r['info']}" if "info" in r else ""
                 print(
                     f"{spec:<13} {r['median_s'] * 1e3:10.2f} ms  "
-                    f"[{r['min_s'] * 1e3:.2f}, {r['max_s'] * 1e3:.2f}]{extra}"
+                    f"[{r['min_s'] * 1e3:.2f}, {r['max_s'] * 1e3:.2f}]  "
+                    f"{r.get('page_faults_per_call', float('nan')):.0f} faults/call{extra}"
                 )
             else:
                 print(f"{spec:<13} {r['error']}")

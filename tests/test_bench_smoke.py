@@ -28,7 +28,7 @@ def test_bench_step_quick_runs_without_byzfl(fmnist_root, repo_root, tmp_path):
         "--sections",
         "step",
         "--baselines",
-        "byzstress,floor,naive",
+        "byzstress,byzstress-vmap,floor,naive",
         "--steps",
         "2",
         "--warmup",
@@ -46,12 +46,15 @@ def test_bench_step_quick_runs_without_byzfl(fmnist_root, repo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = json.loads(out.read_text())
     baselines = res["step"]["baselines"]
-    assert set(baselines) == {"byzstress", "floor", "naive"}
+    assert set(baselines) == {"byzstress", "byzstress-vmap", "floor", "naive"}
+    assert baselines["byzstress"]["grad_engine"] == "expanded"  # the CPU's engine
+    assert baselines["byzstress-vmap"]["grad_engine"] == "vmap"
     for name, r in baselines.items():
         assert r["median_s"] > 0, name
         assert r["count"] == 2, name
         assert r["param_count"] == 431_080, name
     assert res["step"]["ratios"]["byzstress_over_floor_time"] > 0
+    assert res["step"]["ratios"]["byzstress-vmap_over_byzstress_time"] > 0
     assert res["machine"]["torch"] == __import__("torch").__version__
     assert res["command"][1].endswith("bench_step.py")
 

@@ -38,3 +38,34 @@ def test_flat_model_views_share_storage():
     assert fm.dim == 431_080
     fm.theta.zero_()
     assert all(float(p.abs().sum()) == 0 for p in fm.params.values())
+
+
+@pytest.mark.parametrize("name", ["fmnist_cnn", "cifar_cnn"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_relu_after_pooling_is_the_textbook_order_exactly(name, seed):
+    """The CNNs compute max_pool(relu(conv)) as relu(max_pool(conv)); ReLU is monotone, so
+    the outputs and gradients are bitwise those of the textbook order."""
+    torch.manual_seed(seed)
+    model = models.build(name)
+    convs = [model.conv1, model.conv2] if name == "fmnist_cnn" else list(model.convs)
+    shape = (1, 28, 28) if name == "fmnist_cnn" else (3, 32, 32)
+    x = torch.randn(6, *shape)
+    y = torch.randint(0, 10, (6,))
+
+    def textbook(h):
+        for conv in convs:
+            h = F.max_pool2d(F.relu(conv(h)), 2)
+        h = h.flatten(-3)
+        fcs = [model.fc1, model.fc2] if name == "fmnist_cnn" else [model.fc1, model.fc2, model.fc3]
+        for fc in fcs[:-1]:
+            h = F.relu(fc(h))
+        return fcs[-1](h)
+
+    params = list(model.parameters())
+    ref = F.cross_entropy(textbook(x), y)
+    got = F.cross_entropy(model(x), y)
+    assert torch.equal(got, ref)
+    for a, b in zip(
+        torch.autograd.grad(got, params), torch.autograd.grad(ref, params), strict=True
+    ):
+        assert torch.equal(a, b)

@@ -71,7 +71,7 @@ def mean_std(v: Tensor) -> tuple[Tensor, Tensor]:
         return mu, torch.zeros_like(mu)
     # explicit two-pass form: 3x faster than Tensor.std along dim 0 on the CPU
     dev = v - mu
-    return mu, (dev * dev).sum(0).div_(v.shape[0] - 1).sqrt_()
+    return mu, dev.mul_(dev).sum(0).div_(v.shape[0] - 1).sqrt_()  # in place: one temporary
 
 
 def alie_default_z(n: int, f: int) -> float:

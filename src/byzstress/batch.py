@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from .spec import RunSpec, SpecError
-from .storage import load_checkpoint, save_checkpoint, write_json
+from .storage import load_checkpoint, remove_stale_temps, save_checkpoint, write_json
 from .training import Curve, Simulator, result_json, update_momentum
 
 __all__ = ["BATCHABLE", "SimulatorBatch", "check_batchable", "run_batch"]
@@ -58,10 +58,12 @@ class SimulatorBatch:
         self.sims = [first] + [Simulator(s, first.device, shared) for s in specs[1:]]
         self.device = first.device
         self.theta = torch.stack([sim.model.theta for sim in self.sims])
-        self.momentum = torch.stack([sim.momentum for sim in self.sims])
+        self.submitted = torch.stack([sim.submitted for sim in self.sims])
+        self.momentum = self.submitted[:, : first.m]
         for i, sim in enumerate(self.sims):
             sim.model.rebind(self.theta[i])
-            sim.momentum = self.momentum[i]
+            sim.submitted = self.submitted[i]
+            sim.momentum = sim.submitted[: sim.m]
         self.params = first.model.views(self.theta)
         self._grads = vmap(first._client_grads, in_dims=(0, 0, 0))
 
@@ -77,8 +79,9 @@ class SimulatorBatch:
         yb = torch.stack([y for _, y in batches])
         grads, losses = self._grads(self.params, xb, yb)
         first = self.sims[0]
-        g = first.model.flatten_batched_grads(grads, len(self.sims), first.m)
-        update_momentum(first.spec, self.momentum, g, self.theta.unsqueeze(1))
+        mom = first.model.views(self.momentum)  # [R, m, *shape] views
+        for k, g in grads.items():
+            update_momentum(first.spec, mom[k], g, self.params[k].unsqueeze(1))
         return losses
 
     def step(self, active: list[bool]) -> tuple[list[float], list[bool]]:
@@ -123,6 +126,9 @@ def run_batch(
     train_time = eval_time = 0.0
     key = [spec.to_dict() for spec in specs]
     ckpt = Path(checkpoint) if checkpoint else None
+    for owned in [ckpt, *outs]:  # leftovers of a write that was killed
+        if owned is not None:
+            remove_stale_temps(owned)
     if ckpt is not None and ckpt.exists():
         st = load_checkpoint(ckpt)
         if st.get("specs") == key:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +17,25 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_write", "load_checkpoint", "save_checkpoint", "to_jsonable", "write_json"]
+__all__ = [
+    "atomic_write",
+    "load_checkpoint",
+    "remove_stale_temps",
+    "save_checkpoint",
+    "to_jsonable",
+    "write_json",
+]
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(fileobj)`` on a temporary file and atomically move it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -38,6 +50,23 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files an :func:`atomic_write` to ``path`` left behind when its
+    process was killed mid-write (SIGKILL cannot be caught); returns what was deleted.
+
+    Call it only from the process that owns ``path`` (a run owns its result and checkpoint).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    # mkstemp's names: prefix, 8 random characters, suffix (not another target's temps)
+    name = re.compile(re.escape(_temp_prefix(path)) + r"[a-z0-9_]{8}\.tmp")
+    stale = [p for p in path.parent.iterdir() if name.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -3,8 +3,10 @@
 Each step (shared/DESIGN.md, "The science in one page"):
 
 1. every honest client ``i`` draws a mini-batch from its own share and computes
-   ``g_i = ∇ℓ(θ; batch_i) + λθ``; all clients' gradients come from **one** call,
-   ``vmap(grad(loss))`` over the stacked batches ``[m, B, C, H, W]`` with shared ``θ``;
+   ``g_i = ∇ℓ(θ; batch_i) + λθ``; all clients' gradients come from **one** call over the
+   stacked batches ``[m, B, C, H, W]`` with shared ``θ`` (:mod:`byzstress.gradients`:
+   ``vmap(grad(loss))``, or on the CPU one fused channels-last pass with per-client weight
+   gradients);
 2. worker momentum ``m_i ← β m_i + (1 − β) g_i`` (``ema``) or ``m_i ← β m_i + g_i``;
 3. the attack crafts the ``f`` Byzantine vectors from what it knows;
 4. the defense aggregates the ``n`` vectors (honest first, Byzantine last);
@@ -28,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call
 
-from . import __version__, attacks, data, defenses, models
+from . import __version__, attacks, data, defenses, gradients, models
 from .attacks import AttackContext
 from .partition import PaddedShares, client_shares
 from .spec import RunSpec
@@ -87,10 +89,6 @@ class FlatModel:
         """Per-client gradient dict (leading dim ``m``) -> ``[m, d]``."""
         return torch.cat([grads[k].reshape(m, -1) for k in self.names], dim=1)
 
-    def flatten_batched_grads(self, grads: dict[str, Tensor], r: int, m: int) -> Tensor:
-        """Per-run, per-client gradient dict (leading dims ``r, m``) -> ``[r, m, d]``."""
-        return torch.cat([grads[k].reshape(r, m, -1) for k in self.names], dim=2)
-
     def logits(self, x: Tensor) -> Tensor:
         return functional_call(self.module, self.params, (x,))
 
@@ -118,9 +116,12 @@ class Simulator:
         spec: RunSpec,
         device: torch.device | None = None,
         datasets: tuple[data.TensorData, data.TensorData] | None = None,
+        grad_engine: str = "auto",
     ) -> None:
         """``datasets``: the (train, test) splits already on ``device``, to share them
-        between simulators of one process (:class:`byzstress.batch.SimulatorBatch`)."""
+        between simulators of one process (:class:`byzstress.batch.SimulatorBatch`).
+        ``grad_engine``: how the per-client gradients are computed (:mod:`byzstress.gradients`;
+        the engines differ only in float rounding)."""
         spec.validate()
         self.spec = s = spec.resolved()
         if s.plugins:
@@ -151,18 +152,22 @@ class Simulator:
         torch.manual_seed(s.seed)
         self.model = FlatModel(models.build(s.model, self.train.num_classes), self.device)
         self.m = len(self.shares)
-        self.momentum = torch.zeros(self.m, self.model.dim, device=self.device)
+        # The momentum rows are the first rows of the defense's input buffer; when the
+        # attack has no rows of its own, its f vectors fill the rest (no [n, d] concatenation).
+        rows = self.m if self.with_byz else s.n
+        self.submitted = torch.zeros(rows, self.model.dim, device=self.device)
+        self.momentum = self.submitted[: self.m]
         self.data_gen = torch.Generator().manual_seed(s.seed + 2)
         self.attack_gen = torch.Generator().manual_seed(s.seed + 3)
         self.step_idx = 0
         self.strengths: list[float] = []
 
         module = self.model.module
-
-        def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-            return F.cross_entropy(functional_call(module, params, (x,)), y)
-
-        self._client_grads = vmap(grad_and_value(loss), in_dims=(None, 0, 0))
+        # vmap's per-client gradients; batches of runs nest it (byzstress.batch)
+        self._client_grads = gradients.VmapGrads(module).fn
+        self.grads = gradients.build(
+            module, self.device, tuple(self.train.x.shape[1:]), self.train.num_classes, grad_engine
+        )
         self.milestones = sorted(round(q * s.steps) for q in s.lr_milestones)
 
     # ----------------------------------------------------------------- one step
@@ -188,9 +193,11 @@ class Simulator:
         """Update and return the momentum buffers ``[m, d]`` and the clients' losses ``[m]``."""
         s = self.spec
         xb, yb = self.batches()
-        grads, losses = self._client_grads(self.model.params, xb, yb)
-        g = self.model.flatten_grads(grads, self.m)
-        update_momentum(s, self.momentum, g, self.model.theta)
+        grads, losses = self.grads(self.model.params, xb, yb)
+        # layer by layer, into views of the [m, d] buffer: no [m, d] concatenation
+        mom = self.model.views(self.momentum)
+        for k, g in grads.items():
+            update_momentum(s, mom[k], g, self.model.params[k])
         return self.momentum, losses
 
     def step(self) -> tuple[float, bool]:
@@ -216,7 +223,12 @@ class Simulator:
                 defense=self.defense,
                 generator=self.attack_gen,
             )
-            x = torch.cat([honest, self.attack(ctx).to(honest.dtype)])
+            byz = self.attack(ctx).to(honest.dtype)
+            if not self.with_byz and mom.data_ptr() == self.submitted.data_ptr():
+                x = self.submitted
+                x[self.h :].copy_(byz)
+            else:
+                x = torch.cat([honest, byz])
             if self.attack.last_strength is not None:
                 self.strengths.append(self.attack.last_strength)
         else:
@@ -233,11 +245,11 @@ class Simulator:
 
         Convolutions run in channels-last layout (about 3x faster on CPU than NCHW here).
         """
-        params = {k: _nhwc(p) if p.dim() == 4 else p for k, p in self.model.params.items()}
+        params = {k: gradients.nhwc(p) if p.dim() == 4 else p for k, p in self.model.params.items()}
         correct, total_loss, n = 0, 0.0, len(self.test)
         bs = self.spec.eval_batch_size
         for i in range(0, n, bs):
-            x = _nhwc(self.test.normalize(self.test.x[i : i + bs]))
+            x = gradients.nhwc(self.test.normalize(self.test.x[i : i + bs]))
             y = self.test.y[i : i + bs]
             logits = functional_call(self.model.module, params, (x,))
             total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -249,8 +261,8 @@ class Simulator:
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step_idx,
-            "theta": self.model.theta.cpu(),
-            "momentum": self.momentum.cpu(),
+            "theta": self.model.theta.to("cpu", copy=True),
+            "momentum": self.momentum.to("cpu", copy=True),
             "defense": self.defense.state_dict(),
             "data_gen": self.data_gen.get_state(),
             "attack_gen": self.attack_gen.get_state(),
@@ -268,14 +280,6 @@ class Simulator:
         self.data_gen.set_state(st["data_gen"])
         self.attack_gen.set_state(st["attack_gen"])
         self.strengths = list(st["strengths"])
-
-
-def _nhwc(t: Tensor) -> Tensor:
-    """Channels-last copy; explicit strides, since ``contiguous(memory_format=...)`` is a
-    no-op for one-channel tensors, which then miss the fast oneDNN kernels."""
-    _, c, h, w = t.shape
-    out = torch.empty_strided(t.shape, (h * w * c, 1, w * c, c), dtype=t.dtype, device=t.device)
-    return out.copy_(t)
 
 
 def _versions() -> dict[str, str]:
@@ -329,6 +333,7 @@ def result_json(
         "defense_info": sim.defense.info,
         "share_sizes": {"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
         "param_count": sim.model.dim,
+        "grad_engine": sim.grads.name,
         "wall_time_s": wall_time,
         "train_time_s": train_time,
         "eval_time_s": eval_time,

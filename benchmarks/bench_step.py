@@ -17,7 +17,8 @@ Baselines:
 
 * ``byzstress`` -- ``byzstress.training.Simulator(RunSpec(...)).step()`` (gradient engine
   ``auto``: the fused ``expanded`` engine on the CPU, ``vmap`` on CUDA).
-* ``byzstress-vmap`` -- the same simulator with the ``vmap`` gradient engine.
+* ``byzstress-vmap`` / ``byzstress-expanded`` -- the same simulator with that gradient
+  engine (by default only the one that differs from ``byzstress`` on the device runs).
 * ``floor``     -- one fused forward+backward of a plain ``nn.Module`` over all
   ``(n - f) * B`` honest samples stacked as one batch (no per-client gradients), one
   ``torch.cat`` of the gradients, the ``[n - f, d]`` momentum update (rows of the
@@ -79,7 +80,15 @@ from byzstress.spec import RunSpec
 from byzstress.training import Simulator
 
 SECTIONS = ("step", "defenses", "scaling", "cifar")
-BASELINES = ("byzstress", "byzstress-vmap", "floor", "naive", "byzfl")
+BASELINES = ("byzstress", "byzstress-vmap", "byzstress-expanded", "floor", "naive", "byzfl")
+
+
+def default_baselines(device: torch.device) -> list[str]:
+    """Every baseline, less the engine variant that equals ``byzstress`` on ``device``."""
+    same = "byzstress-expanded" if device.type == "cpu" else "byzstress-vmap"
+    return [b for b in BASELINES if b != same]
+
+
 DEFENSE_SPECS = (
     "mean",
     "cm",
@@ -322,6 +331,14 @@ class ByzstressVmapStep(ByzstressStep):
 
     name = "byzstress-vmap"
     engine = "vmap"
+
+
+class ByzstressExpandedStep(ByzstressStep):
+    """byzstress's simulator with the fused ``expanded`` gradient engine (the CPU's
+    default; on CUDA it shows whether the engine would pay there too)."""
+
+    name = "byzstress-expanded"
+    engine = "expanded"
 
 
 class FloorStep:
@@ -594,6 +611,7 @@ class ByzflStep:
 BASELINE_CLASSES = {
     "byzstress": ByzstressStep,
     "byzstress-vmap": ByzstressVmapStep,
+    "byzstress-expanded": ByzstressExpandedStep,
     "floor": FloorStep,
     "naive": NaiveStep,
     "byzfl": ByzflStep,
@@ -687,7 +705,7 @@ def ratios(b: dict[str, Any]) -> dict[str, float]:
     if "byzstress" in med:
         if "floor" in med:
             r["byzstress_over_floor_time"] = med["byzstress"] / med["floor"]
-        for other in ("byzstress-vmap", "naive", "byzfl"):
+        for other in ("byzstress-vmap", "byzstress-expanded", "naive", "byzfl"):
             if other in med:
                 # = steps/s(byzstress) / steps/s(other): speed-up of byzstress over `other`
                 r[f"{other}_over_byzstress_time"] = med[other] / med["byzstress"]
@@ -828,15 +846,15 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 def print_step_table(title: str, res: dict[str, Any]) -> None:
     print(f"\n== {title} ==")
     print(
-        f"{'baseline':<14} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'steps/s':>8} "
+        f"{'baseline':<18} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'steps/s':>8} "
         f"{'faults/step':>12} {'sys ms/step':>12}  n"
     )
     for name, r in res["baselines"].items():
         if "median_s" not in r:
-            print(f"{name:<14} {r.get('skipped') or r.get('error')}")
+            print(f"{name:<18} {r.get('skipped') or r.get('error')}")
             continue
         print(
-            f"{name:<14} {r['median_s'] * 1e3:10.1f} {r['min_s'] * 1e3:9.1f} "
+            f"{name:<18} {r['median_s'] * 1e3:10.1f} {r['min_s'] * 1e3:9.1f} "
             f"{r['max_s'] * 1e3:9.1f} {r['steps_per_s']:8.2f} "
             f"{r.get('page_faults_per_call', float('nan')):12.0f} "
             f"{r.get('sys_s_per_call', float('nan')) * 1e3:12.1f}  {r['count']}"
@@ -846,6 +864,7 @@ def print_step_table(title: str, res: dict[str, Any]) -> None:
     labels = {
         "byzstress_over_floor_time": "byzstress / floor (time; 1 = at the floor)",
         "byzstress-vmap_over_byzstress_time": "byzstress-vmap / byzstress (the engine's gain)",
+        "byzstress-expanded_over_byzstress_time": "byzstress-expanded / byzstress",
         "naive_over_byzstress_time": "naive / byzstress (time = byzstress's steps/s gain)",
         "byzfl_over_byzstress_time": "byzfl / byzstress (time = byzstress's steps/s gain)",
     }
@@ -924,8 +943,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--baselines",
-        default=",".join(BASELINES),
-        help=f"for the step section: subset of {','.join(BASELINES)}",
+        default=None,
+        help=f"for the step section: subset of {','.join(BASELINES)} (default: all, less "
+        "the engine variant that byzstress itself is on the device)",
     )
     p.add_argument(
         "--steps",
@@ -978,8 +998,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--cifar-baselines",
-        default="byzstress,floor,naive",
-        help="baselines of the cifar section (byzfl is not wired for CIFAR)",
+        default=None,
+        help="baselines of the cifar section (default: those of --baselines, less byzfl, "
+        "which is not wired for CIFAR)",
     )
     a = p.parse_args(argv)
     a.steps = a.steps if a.steps is not None else (3 if a.quick else 30)
@@ -1014,8 +1035,13 @@ def main(argv: list[str] | None = None) -> int:
         else (["step", "defenses", "scaling"] + (["cifar"] if device.type == "cuda" else []))
     )
     bad = [x for x in sections if x not in SECTIONS]
-    baselines = _csv(args.baselines)
-    bad += [x for x in baselines if x not in BASELINES]
+    baselines = _csv(args.baselines) if args.baselines else default_baselines(device)
+    cifar_baselines = [
+        b
+        for b in (_csv(args.cifar_baselines) if args.cifar_baselines else baselines)
+        if b != "byzfl"  # not wired for CIFAR
+    ]
+    bad += [x for x in baselines + cifar_baselines if x not in BASELINES]
     if bad:
         print(f"error: unknown section/baseline {bad}", file=sys.stderr)
         return 2
@@ -1074,9 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
         if not real:
             fake_cifar10(device)
         cs = replace(base, dataset="cifar10", model="cifar_cnn", batch=32, augment=True)
-        res = bench_step(
-            cs, [b for b in _csv(args.cifar_baselines) if b != "byzfl"], device, root, args
-        )
+        res = bench_step(cs, cifar_baselines, device, root, args)
         res["data"] = (
             "CIFAR-10"
             if real

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from byzstress import attacks, defenses, models
+from byzstress import attacks, defenses, gradients, models
 from byzstress.attacks import AttackContext
 from byzstress.batch import SimulatorBatch
 from byzstress.spec import RunSpec
@@ -127,6 +127,28 @@ def test_vmap_gradients_on_cuda_equal_cpu_loop(name, shape):
         ref = torch.cat([p.grad.flatten() for p in ref_model.parameters()])
         err = (batched[i] - ref).norm() / ref.norm()
         assert err < 1e-9, (name, i, float(err))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("fmnist_cnn", (1, 28, 28)), ("cifar_cnn", (3, 32, 32))]
+)
+def test_expanded_gradients_on_cuda_equal_cpu_loop(name, shape):
+    # the fused engine is the CPU's default; on CUDA it is opt-in (grad_engine="expanded")
+    torch.manual_seed(0)
+    m, b = 4, 8
+    module = models.build(name).double()
+    params = {k: p.detach().to(CUDA) for k, p in module.named_parameters()}
+    x = torch.randn(m, b, *shape, dtype=torch.float64)
+    y = torch.randint(0, 10, (m, b))
+    engine = gradients.ExpandedGrads(module.to(CUDA))
+    grads, _ = engine(params, x.to(CUDA), y.to(CUDA))
+    for i in range(m):
+        ref_model = models.build(name).double()
+        ref_model.load_state_dict({k: v.cpu() for k, v in params.items()})
+        F.cross_entropy(ref_model(x[i]), y[i]).backward()
+        for k, p in ref_model.named_parameters():
+            err = (grads[k][i].cpu() - p.grad).norm() / p.grad.norm()
+            assert err < 1e-9, (name, k, i, float(err))
 
 
 def test_training_run_on_cuda_learns(fmnist_root, tmp_path):

@@ -337,3 +337,13 @@ def test_shaker_order_statistics_match_sort(n):
     for f in range(0, (n - 1) // 2 + 1):
         expect = s[f : n - f].mean(0)
         assert torch.allclose(defenses.trimmed_mean(x, f), expect, atol=1e-6), f
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 17, 40])
+def test_kth_smallest_matches_kthvalue(n):
+    """The CPU shaker path of the coordinate-wise k-th smallest equals ``kthvalue``."""
+    torch.manual_seed(n)
+    x = torch.randn(n, 301)
+    x[:, :10] = torch.randint(0, 3, (n, 10)).float()  # ties
+    for k in range(1, n + 1):
+        assert torch.equal(defenses.kth_smallest(x, k), x.kthvalue(k, dim=0).values), k

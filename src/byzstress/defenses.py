@@ -127,8 +127,9 @@ def _use_shaker(x: Tensor, k: int) -> bool:
 def kth_smallest(x: Tensor, k: int) -> Tensor:
     """Coordinate-wise ``k``-th smallest value (1-based) along the client axis.
 
-    On the CPU, ``n − k + 1`` shaker rounds put it in row ``k − 1`` — 3x faster than
-    ``kthvalue`` there, which copies the input into per-coordinate slices."""
+    On the CPU, ``n − k + 1`` shaker rounds put it in row ``k − 1``: 5x faster than
+    ``kthvalue`` there (8 against 40 ms at n = 17, k = 14, d = 431k), which copies the input
+    into per-coordinate slices."""
     n = x.shape[0]
     if _use_shaker(x, n - k + 1):
         return extreme_rows(x, n - k + 1)[k - 1]

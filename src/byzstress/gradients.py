@@ -76,7 +76,8 @@ def _expandable_layers(module: nn.Module) -> dict[str, nn.Module] | None:
         own = [k for k, _ in mod.named_parameters(recurse=False)]
         if not own:
             continue
-        if isinstance(mod, nn.Conv2d):
+        # exact types: a subclass may change what forward computes
+        if type(mod) is nn.Conv2d:
             plain = mod.padding_mode == "zeros" and not isinstance(mod.padding, str)
         else:
             plain = type(mod) is nn.Linear
@@ -136,7 +137,7 @@ class ExpandedGrads:
         with torch.no_grad():
             for (name, a, _), delta in zip(record, deltas, strict=True):
                 layer = self.layers[name]
-                if isinstance(layer, nn.Conv2d):
+                if type(layer) is nn.Conv2d:
                     w, bias = self._conv(layer, run_params[f"{name}.weight"], a, delta, m)
                 else:
                     w, bias = self._linear(a, delta, m)

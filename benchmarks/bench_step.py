@@ -305,7 +305,6 @@ class ByzstressStep:
     def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
         self.sim = Simulator(s.run_spec(device, root), device=device, grad_engine=self.engine)
         self.dim = self.sim.model.dim
-        self.grad_engine = self.sim.grads.name
 
     def __call__(self) -> None:
         self.sim.step()
@@ -668,7 +667,7 @@ def bench_step(
         add_os_costs(res, os_costs[name][0], os_costs[name][1], len(times[name]))
         res["param_count"] = runner.dim
         if isinstance(runner, ByzstressStep):
-            res["grad_engine"] = runner.grad_engine
+            res["grad_engine"] = runner.sim.grads.name
         if name == "byzfl":
             res["byzfl_version"] = _dist_version("byzfl")
             res["mapping"] = BYZFL_MAPPING

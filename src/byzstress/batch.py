@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
+from . import gradients
 from .spec import RunSpec, SpecError
 from .storage import load_checkpoint, remove_stale_temps, save_checkpoint, write_json
 from .training import Curve, Simulator, result_json, update_momentum
@@ -65,7 +66,7 @@ class SimulatorBatch:
             sim.submitted = self.submitted[i]
             sim.momentum = sim.submitted[: sim.m]
         self.params = first.model.views(self.theta)
-        self._grads = vmap(first._client_grads, in_dims=(0, 0, 0))
+        self._grads = vmap(gradients.VmapGrads(first.model.module).fn, in_dims=(0, 0, 0))
 
     def __len__(self) -> int:
         return len(self.sims)
@@ -93,7 +94,7 @@ class SimulatorBatch:
         flags = []
         for sim, on, loss in zip(self.sims, active, losses, strict=True):
             if on:
-                flags.append(torch.stack(sim.server_step(sim.momentum, loss)).float())
+                flags.append(torch.stack(sim.server_step(loss)).float())
             else:
                 flags.append(torch.tensor([float("nan"), 0.0], device=self.device))
         values = torch.stack(flags).tolist()

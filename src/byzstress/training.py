@@ -162,11 +162,12 @@ class Simulator:
         self.step_idx = 0
         self.strengths: list[float] = []
 
-        module = self.model.module
-        # vmap's per-client gradients; batches of runs nest it (byzstress.batch)
-        self._client_grads = gradients.VmapGrads(module).fn
         self.grads = gradients.build(
-            module, self.device, tuple(self.train.x.shape[1:]), self.train.num_classes, grad_engine
+            self.model.module,
+            self.device,
+            tuple(self.train.x.shape[1:]),
+            self.train.num_classes,
+            grad_engine,
         )
         self.milestones = sorted(round(q * s.steps) for q in s.lr_milestones)
 
@@ -202,17 +203,19 @@ class Simulator:
 
     def step(self) -> tuple[float, bool]:
         """One D-SGD step; returns (honest mean train loss, finite?)."""
-        mom, losses = self.client_vectors()
-        loss, finite = self.server_step(mom, losses)
+        _, losses = self.client_vectors()
+        loss, finite = self.server_step(losses)
         return float(loss), bool(finite)
 
-    def server_step(self, mom: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
-        """Attack, defense and model update from the clients' momentum vectors ``[m, d]``.
+    def server_step(self, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """Attack, defense and model update from the clients' momentum vectors ``[m, d]``
+        (``self.momentum``, the first rows of ``self.submitted``).
 
         Returns the honest clients' mean train loss and whether the aggregate is finite, as
         device tensors: reading them waits for the device, so callers batch that read.
         """
         s = self.spec
+        mom = self.momentum
         honest = mom[: self.h]
         if s.f > 0:
             ctx = AttackContext(
@@ -224,11 +227,11 @@ class Simulator:
                 generator=self.attack_gen,
             )
             byz = self.attack(ctx).to(honest.dtype)
-            if not self.with_byz and mom.data_ptr() == self.submitted.data_ptr():
+            if self.with_byz:  # the attack's own rows hold its momentum: keep them
+                x = torch.cat([honest, byz])
+            else:
                 x = self.submitted
                 x[self.h :].copy_(byz)
-            else:
-                x = torch.cat([honest, byz])
             if self.attack.last_strength is not None:
                 self.strengths.append(self.attack.last_strength)
         else:

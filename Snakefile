@@ -28,6 +28,7 @@ localrules:
     curves,
     leaderboard,
     calibration,
+    sensitivity,
 
 
 rule all:

@@ -18,10 +18,53 @@ def ctx(**kw):
     return AttackContext(honest=HONEST, f=2, **kw)
 
 
-def test_alie_default_z_matches_baruch():
-    # s = floor(17/2 + 1) - 3 = 6; z = Phi^-1((17 - 3 - 6) / 14) = Phi^-1(0.5714) = 0.18
+def test_alie_default_z_both_rules():
+    # s = floor(17/2 + 1) - 3 = 6
+    # karimireddy: Phi^-1((17 - 3 - 6) / 14) = Phi^-1(0.5714) = 0.1800
     assert alie_default_z(17, 3) == pytest.approx(0.1800, abs=1e-4)
     assert alie_default_z(50, 10) == pytest.approx(0.2533, abs=1e-3)
+    # baruch: Phi^-1((17 - 6) / 17) = Phi^-1(0.6471) = 0.3774
+    assert alie_default_z(17, 3, "baruch") == pytest.approx(0.3774, abs=1e-4)
+    # n = 20, f = 4: s = 7; Phi^-1(9/16) = 0.1573 and Phi^-1(13/20) = 0.3853
+    assert alie_default_z(20, 4) == pytest.approx(0.1573, abs=1e-4)
+    assert alie_default_z(20, 4, "baruch") == pytest.approx(0.3853, abs=1e-4)
+    baruch = build("alie[zrule=baruch]")
+    assert baruch.resolved_strength(20, 4) == pytest.approx(0.3853, abs=1e-4)
+    baruch(AttackContext(honest=torch.randn(16, 3), f=4))
+    assert baruch.last_strength == pytest.approx(0.3853, abs=1e-4)
+    with pytest.raises(ValueError, match=r"zrule 'median' invalid.*karimireddy, baruch"):
+        build("alie[zrule=median]")
+    with pytest.raises(ValueError, match="sign 2 invalid"):
+        build("alie[sign=2]")
+
+
+def test_minsum_gamma_under_both_bounds_by_hand():
+    # 1-d, honest g = 0, 1, 5: mu = 2, e = g - mu = (-2, -1, 3), sum e^2 = 14, sigma^2 = 7,
+    # p = -sigma: sum_i ||mu + gamma p - g_i||^2 = 14 + 3 * 7 * gamma^2.
+    # Row sums of squared distances: g=0: 1 + 25 = 26, g=1: 1 + 16 = 17, g=5: 25 + 16 = 41.
+    honest = torch.tensor([[0.0], [1.0], [5.0]])
+    c = AttackContext(honest=honest, f=1)
+    paper = build("minsum")  # bound=max: 14 + 21 gamma^2 <= 41 -> gamma = sqrt(9/7)
+    paper(c)
+    assert paper.last_strength == pytest.approx(math.sqrt(9 / 7), abs=1e-4)
+    notebooks = build("minsum[bound=min]")  # 14 + 21 gamma^2 <= 17 -> gamma = sqrt(1/7)
+    out = notebooks(c)
+    assert notebooks.last_strength == pytest.approx(math.sqrt(1 / 7), abs=1e-4)
+    assert out[0, 0] == pytest.approx(2.0 - math.sqrt(1 / 7) * math.sqrt(7), abs=1e-3)
+    with pytest.raises(ValueError, match="bound 'mean' invalid for 'minsum'; valid: max, min"):
+        build("minsum[bound=mean]")
+    with pytest.raises(ValueError, match=r"unknown parameter.*bound"):
+        build("minmax[bound=min]")  # Min-Max has one bound only
+
+
+def test_no_attack_baselines():
+    everyone = build("none")
+    assert not everyone.honest_only and everyone.uses_own_vectors
+    alone = build("none[senders=honest]")
+    assert alone.honest_only and not alone.uses_own_vectors
+    assert not build("alie").honest_only
+    with pytest.raises(ValueError, match="senders 'some' invalid for 'none'; valid: all, honest"):
+        build("none[senders=some]")
 
 
 def test_alie_sign_and_strength():

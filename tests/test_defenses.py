@@ -347,3 +347,99 @@ def test_kth_smallest_matches_kthvalue(n):
     x[:, :10] = torch.randint(0, 3, (n, 10)).float()  # ties
     for k in range(1, n + 1):
         assert torch.equal(defenses.kth_smallest(x, k), x.kthvalue(k, dim=0).values), k
+
+
+# ------------------------------------------------------------------ diagnostics
+
+
+def _traced(spec, x, f, byz_rows):
+    d = build(spec, x.shape[0], f)
+    d.tracing = True
+    out = d(x)
+    mask = torch.zeros(x.shape[0])
+    mask[list(byz_rows)] = 1.0
+    return out, d.diagnose(mask)
+
+
+def test_trmean_counts_the_byzantine_values_that_survive_trimming():
+    # coordinate 0 sorted: 1, 2, 2.5b, 2.6b, 3 -> kept 2, 2.5b, 2.6b: 2 Byzantine values;
+    # coordinate 1 sorted: 0b, 10, 20, 30, 40b -> kept 10, 20, 30: none. Mean: 1 of 3 kept.
+    x = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [2.5, 0.0], [2.6, 40.0]])
+    _, diag = _traced("trmean", x, 1, [3, 4])
+    assert diag["byz_values_kept"] == pytest.approx(1.0)
+    assert diag["rule_byz_share"] == pytest.approx(1 / 3)
+    assert diag["byz_weight_rows"] == pytest.approx(2 / 5)
+    assert diag["byz_weight_honest_rows"] == 0.0  # no pre-aggregator: honest rows are honest
+
+
+def test_cm_reports_whether_the_median_is_byzantine():
+    _, odd = _traced("cm", col(1, 2, 3, 2.5, 2.6), 1, [3, 4])
+    assert odd["byz_values_kept"] == pytest.approx(1.0)  # median 2.5 is Byzantine
+    _, even = _traced("cm", col(1, 2, 3, 2.5), 1, [3])
+    assert even["byz_values_kept"] == pytest.approx(0.5)  # middle pair 2 and 2.5b
+
+
+def test_nnm_keeps_far_byzantine_vectors_out_of_honest_neighbourhoods():
+    # n = 6, f = 2: each row -> mean of its 4 nearest. Honest rows only see honest rows;
+    # each Byzantine row sees both Byzantine rows and the two largest honest ones.
+    x = col(0.0, 0.1, 0.2, 0.3, 100.0, 100.0)
+    out, diag = _traced("trmean(nnm)", x, 2, [4, 5])
+    assert diag["byz_weight_honest_rows"] == 0.0
+    assert diag["byz_weight_rows_max"] == pytest.approx(0.5)
+    assert diag["byz_weight_rows"] == pytest.approx(1 / 6)
+    assert diag["byz_values_kept"] == 0.0  # trMean keeps two copies of the honest mean
+    assert out.item() == pytest.approx(0.15)
+    nnm = defenses.NNM(6, 2)
+    mixed = nnm(x)
+    assert torch.allclose(nnm.mix @ x, mixed)
+
+
+def test_bucketing_mix_matrix_reproduces_its_output():
+    torch.manual_seed(0)
+    x = torch.randn(7, 5)
+    buck = defenses.Bucketing(7, 1, s=2)
+    out = buck(x, torch.Generator().manual_seed(3))
+    assert buck.mix.shape == (4, 7)
+    assert torch.allclose(buck.mix @ x, out, atol=1e-6)
+    assert torch.allclose(buck.mix.sum(1), torch.ones(4))
+    # every input in one bucket: six in buckets of two, one alone in the last
+    assert torch.allclose(buck.mix.sum(0).sort().values, torch.tensor([0.5] * 6 + [1.0]))
+    _, diag = _traced("cm(buck)", torch.randn(6, 3), 2, [4, 5])
+    assert diag["byz_weight_rows"] == pytest.approx(2 / 6)  # buckets of 2 keep the total
+    assert diag["byz_weight_honest_rows"] is None  # bucketing mixes rows: no honest rows
+
+
+def test_rfa_and_cclip_byzantine_share_by_hand():
+    x = col(0.0, 0.0, 0.0, 10.0)
+    # Weiszfeld from the mean: honest weights 1/nu = 10 (distance < nu), the outlier's
+    # 1/distance ~ 0.1003 -> share 0.1003 / 30.1003
+    _, rfa = _traced("rfa", x, 1, [3])
+    assert rfa["rule_byz_share"] == pytest.approx(0.10033 / 30.10033, rel=1e-3)
+    # CClip tau=1 from 0: v = 0.25, 0.3125, 0.328125; the last iteration's clipped pulls are
+    # 0.3125 (x3 honest) and 1 (the outlier): share 1 / 1.9375
+    _, cc = _traced("cclip[tau=1]", x, 1, [3])
+    assert cc["rule_byz_share"] == pytest.approx(1 / 1.9375, rel=1e-5)
+
+
+def test_diagnose_needs_a_traced_call():
+    d = build("trmean", 5, 1)
+    d(col(1, 2, 3, 4, 5))
+    with pytest.raises(RuntimeError, match="tracing"):
+        d.diagnose(torch.zeros(5))
+
+
+def test_radii_scale_to_the_momentum_form():
+    from byzstress.spec import RunSpec
+
+    d = build("rfa(buck, clip[c=2])", 17, 3)
+    d.scale_radii(0.1)
+    assert d.rule.params["nu"] == pytest.approx(0.01)
+    assert d.pre[1].params["c"] == pytest.approx(0.2)
+    assert d.pre[0].params["s"] == 2  # not a radius
+    cc = build("cclip[tau=10]", 17, 3)
+    cc.scale_radii(0.1)
+    assert cc.rule.params["tau"] == pytest.approx(1.0)
+    assert RunSpec(defense_units="heavy").radius_scale() == pytest.approx(0.1)
+    assert RunSpec(defense_units="heavy", momentum_form="heavy").radius_scale() == 1.0
+    assert RunSpec(defense_units="heavy", momentum=0.0).radius_scale() == 1.0
+    assert RunSpec().radius_scale() == 1.0

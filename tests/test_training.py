@@ -170,6 +170,7 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(fmnist_root, tmp_path
     ref, res = json.loads(ref_out.read_text()), json.loads(out.read_text())
     assert res["resumed_from_step"] is not None and res["resumed_from_step"] > 0
     assert res["curve"] == ref["curve"]  # bitwise on CPU
+    assert res["diagnostics"] == ref["diagnostics"]  # carried through the checkpoint
     assert (res["max_acc"], res["final_acc"]) == (ref["max_acc"], ref["final_acc"])
     assert not ckpt.exists()  # removed once the run completed
 
@@ -204,3 +205,66 @@ def test_byzantine_vectors_fill_the_rows_behind_the_momentum(fmnist_root):
     assert lf.momentum.shape[0] == lf.submitted.shape[0] == 17
     lf.step()
     assert bool(lf.momentum[lf.h :].abs().sum() > 0)
+
+
+def test_diagnostics_describe_the_step_they_were_taken_at(fmnist_root):
+    sp = spec(fmnist_root, n=20, f=4, beta=0.1, attack="ipm", strength=2.5, defense="rfa(buck)")
+    sim = Simulator(sp)
+    sim.step()
+    before = sim.model.theta.clone()
+    sim.step(diagnose=True)
+    agg = (before - sim.model.theta) / sim.lr_at(1)  # the server step undone
+    mu = sim.momentum[: sim.h].mean(0)
+    d = sim.last_diagnostics
+    assert d["rel_err"] == pytest.approx(float((agg - mu).norm() / mu.norm()), rel=1e-3)
+    assert d["cos"] == pytest.approx(float(agg @ mu / (agg.norm() * mu.norm())), rel=1e-3)
+    assert d["norm_ratio"] == pytest.approx(float(agg.norm() / mu.norm()), rel=1e-3)
+    assert d["byz_weight_rows"] == pytest.approx(4 / 20)  # buckets of two keep the total
+    assert d["byz_weight_honest_rows"] is None and 0.0 <= d["rule_byz_share"] <= 1.0
+    assert d["rel_err"] > 0.05  # IPM 2.5 does move the aggregate off the honest mean
+    assert sim.defense.tracing is False  # only the asked-for step is traced
+
+
+def test_run_json_records_diagnostics_at_every_scheduled_evaluation(fmnist_root):
+    r = run(
+        spec(
+            fmnist_root,
+            n=20,
+            f=4,
+            steps=6,
+            eval_every=3,
+            beta=0.1,
+            attack="alie",
+            strength=8.0,
+            defense="trmean(nnm)",
+        )
+    )
+    d = r["diagnostics"]
+    assert d["step"] == [3, 6] == r["curve"]["step"]
+    for key in ("rel_err", "cos", "byz_weight_rows", "byz_weight_honest_rows", "byz_values_kept"):
+        assert len(d[key]) == 2 and all(isinstance(v, float) for v in d[key]), key
+    # ALIE z=8 is far from every honest vector: NNM keeps it out of the honest rows' 16
+    # nearest neighbours, so the 16 honest rows all become the honest mean
+    assert d["byz_weight_honest_rows"] == [0.0, 0.0]
+    assert max(d["rel_err"]) < 1e-4
+
+
+def test_baselines_show_the_defense_n_or_n_minus_f_vectors(fmnist_root):
+    alone = Simulator(spec(fmnist_root, attack="none[senders=honest]", defense="trmean"))
+    everyone = Simulator(spec(fmnist_root, attack="none", defense="trmean"))
+    assert not alone.with_byz and everyone.with_byz
+    alone.step(diagnose=True)
+    everyone.step(diagnose=True)
+    assert alone.defense.rule_input.shape[0] == alone.h == 14
+    assert everyone.defense.rule_input.shape[0] == 17
+    assert alone.last_diagnostics["byz_weight_rows"] == 0.0
+    assert everyone.last_diagnostics["byz_weight_rows"] == pytest.approx(3 / 17)
+
+
+def test_defense_units_heavy_rescales_radii_under_ema(fmnist_root):
+    r = run(spec(fmnist_root, steps=2, eval_every=2, defense="cclip", defense_units="heavy"))
+    assert r["defense_radius_scale"] == pytest.approx(0.1)
+    sim = Simulator(spec(fmnist_root, defense="cclip[tau=10]", defense_units="heavy"))
+    assert sim.defense.rule.params["tau"] == pytest.approx(1.0)
+    hb = spec(fmnist_root, defense="rfa", defense_units="heavy", momentum_form="heavy")
+    assert Simulator(hb).defense.rule.params["nu"] == pytest.approx(0.1)

@@ -32,7 +32,7 @@ TINY = {
                 {"name": "alie", "strengths": [8]},
                 {"name": "ipm", "strengths": [0.1, 2.5]},
             ],
-            "report": {"table": True, "figure": True, "paper": False},
+            "report": {"table": True, "figure": True, "paper": False, "sensitivity": True},
             "resources": {"mem_mb": 1000, "runtime": 10, "threads": 1},
         }
     },
@@ -103,6 +103,16 @@ def test_end_to_end_tables_and_figures(tiny_study):
         means = sel.groupby("attack_label")["max_acc"].mean() * 100
         assert row["worst_case"] == pytest.approx(means.min())
         assert row["worst_attack"] == means.idxmin()
+    claims = pd.read_csv(out / "sensitivity-claims.csv")
+    # IPM 2.5 against IPM 0.1 is testable in each defense column; ALIE's default z is absent
+    strength = claims[claims["claim"] == "strength"]
+    assert set(strength["defense"]) == {"CM", "trMean(NNM)"}
+    assert "IPM (ε=2.5)" in " ".join(strength["evidence"])
+    assert "Claim | Setting | holds in" in (out / "sensitivity-claims.md").read_text()
+    diag = pd.read_csv(out / "sensitivity-diagnostics.csv")
+    assert len(diag) == 4 * 2 and diag["diag_rel_err"].notna().all()
+    for name in ("sensitivity-diagnostics.png", "sensitivity-baseline.png"):
+        assert (out / name).stat().st_size > 5000, name
     cal = pd.read_csv(out / "calibration.csv")
     assert len(cal) == 2 * 2  # defenses x (ALIE, IPM)
     for _, row in cal[cal["attack"] == "IPM"].iterrows():
@@ -141,13 +151,42 @@ def test_adding_an_attack_schedules_only_its_runs(tiny_study, tmp_path):
             "curves": 1,
             "leaderboard": 1,
             "calibration": 1,
+            "sensitivity": 1,
             "all": 1,
-            "total": 11,
+            "total": 12,
         }
         stronger = copy.deepcopy(cfg)
         stronger["definitions"]["tiny"]["attacks"][1]["strengths"] = [8, 16]
         write_config(wd, stronger)
         assert job_counts(smk(wd, "-n").stdout)["train"] == 4
+    finally:
+        write_config(wd, cfg)
+
+
+@pytest.mark.slow
+def test_adding_an_axis_or_slicing_the_study_keeps_old_results(tiny_study):
+    wd, cfg = tiny_study
+    try:
+        # an axis whose first value is the study's own: only the new value's runs
+        wider = copy.deepcopy(cfg)
+        wider["definitions"]["tiny"]["axes"] = {"momentum": [0.9, 0], "momentum_form": ["ema"]}
+        write_config(wd, wider)
+        r = smk(wd, "-n")
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert job_counts(r.stdout)["train"] == 4 * 2 * 2  # every run once more, momentum 0
+        assert "/momentum~0/seed~" in r.stdout and "momentum_form~" not in r.stdout
+        # the same runs spelled as two slices: nothing to train
+        sliced = copy.deepcopy(cfg)
+        study = sliced["definitions"]["tiny"]
+        attacks = study.pop("attacks")
+        study["slices"] = [
+            {"name": "attacked", "attacks": attacks[1:]},
+            {"name": "baseline", "attacks": attacks[:1]},
+        ]
+        write_config(wd, sliced)
+        r = smk(wd, "-n")
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "Nothing to be done" in r.stdout + r.stderr
     finally:
         write_config(wd, cfg)
 

@@ -33,7 +33,17 @@ from torch import Tensor
 from .defenses import Defense
 from .grammar import parse
 
-__all__ = ["ATTACKS", "Attack", "AttackContext", "alie_default_z", "build", "register_attack"]
+__all__ = [
+    "ATTACKS",
+    "BASELINES",
+    "MINSUM_BOUNDS",
+    "Z_RULES",
+    "Attack",
+    "AttackContext",
+    "alie_default_z",
+    "build",
+    "register_attack",
+]
 
 KNOWLEDGE = ("omniscient", "local")
 
@@ -74,11 +84,27 @@ def mean_std(v: Tensor) -> tuple[Tensor, Tensor]:
     return mu, dev.mul_(dev).sum(0).div_(v.shape[0] - 1).sqrt_()  # in place: one temporary
 
 
-def alie_default_z(n: int, f: int) -> float:
-    """Baruch et al. (NeurIPS 2019), Sec. 3: ``s = ⌊n/2 + 1⌋ − f``,
-    ``z = Φ⁻¹((n − f − s)/(n − f))``; 0.18 for n=17, f=3."""
+Z_RULES = ("karimireddy", "baruch")
+
+
+def alie_default_z(n: int, f: int, rule: str = "karimireddy") -> float:
+    """ALIE's default strength for ``n`` clients of which ``f`` Byzantine, with the number
+    of "supporters" ``s = ⌊n/2 + 1⌋ − f`` (Baruch et al., NeurIPS 2019, Alg. 3):
+
+    * ``karimireddy`` (default) — ``z = Φ⁻¹((n − f − s)/(n − f))``, the quantile over the
+      honest workers, as in Karimireddy et al.'s code (epfml/byzantine-robust-noniid-optimizer,
+      ``codes/attacks/alittle.py``, lines 18–24) and Blades (``attackers/alieclient.py``);
+      0.180 for n=17, f=3 and 0.157 for n=20, f=4;
+    * ``baruch`` — ``z = Φ⁻¹((n − s)/n)``, the supremum of ``z`` with ``Φ(z) < (n − s)/n``
+      over all ``n`` workers, the form Baruch et al.'s algorithm is quoted in (EPFL's Garfield
+      pre-computes z = 1.035 for n=20, f=8 with it; byzpy and others compute it); 0.377 for
+      n=17, f=3 and 0.385 for n=20, f=4. The paper's own text was not reachable from here,
+      and the authors' released code takes z as a flag (default 1.5) instead.
+    """
+    if rule not in Z_RULES:
+        raise ValueError(f"z rule {rule!r} invalid; valid: {', '.join(Z_RULES)}")
     s = math.floor(n / 2 + 1) - f
-    p = (n - f - s) / (n - f)
+    p = (n - f - s) / (n - f) if rule == "karimireddy" else (n - s) / n
     if not 0.0 < p < 1.0:
         raise ValueError(f"ALIE default z undefined for n={n}, f={f} (quantile {p})")
     return NormalDist().inv_cdf(p)
@@ -130,6 +156,12 @@ class Attack:
     @property
     def uses_own_vectors(self) -> bool:
         return self.needs_byz_grads or self.knowledge == "local"
+
+    @property
+    def honest_only(self) -> bool:
+        """True when no Byzantine vector is sent at all (the ``none[senders=honest]``
+        baseline): the defense then sees the ``n − f`` honest vectors alone."""
+        return False
 
     def default_strength(self, n: int, f: int) -> float | None:
         return None
@@ -196,12 +228,43 @@ def _same(f: int, v: Tensor) -> Tensor:
     return v.unsqueeze(0).expand(f, -1).contiguous()
 
 
+BASELINES = ("all", "honest")
+
+
 @register_attack
 class NoAttack(Attack):
-    """No attack: the "Byzantine" clients behave honestly, sending their own momentum."""
+    """No attack. What the baseline is, is a choice (``senders``):
+
+    * ``all`` (default) — ``n`` honest senders: the ``f`` "Byzantine" clients behave
+      honestly and send their own momentum, computed on their own Dirichlet shares; the
+      defense sees ``n`` vectors, as in every attacked run;
+    * ``honest`` — only the ``n − f`` honest clients send; the defense (still told to
+      tolerate ``f``) sees ``n − f`` vectors: the attacked runs' honest population alone,
+      with none of the extra data the ``f`` clients bring under ``all``.
+
+    The seed paper does not say which baseline its "no attack" rows use.
+    """
 
     names = ("none", "noattack")
-    needs_byz_grads = True
+    defaults: ClassVar[dict[str, Any]] = {"senders": "all"}
+    needs_byz_grads = True  # under senders=all; uses_own_vectors says it per instance
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params["senders"] not in BASELINES:
+            raise ValueError(
+                f"senders {self.params['senders']!r} invalid for 'none'; "
+                f"valid: {', '.join(BASELINES)}"
+            )
+
+    @property
+    def honest_only(self) -> bool:
+        """The defense sees the honest vectors alone (no Byzantine rows at all)."""
+        return self.params["senders"] == "honest"
+
+    @property
+    def uses_own_vectors(self) -> bool:
+        return not self.honest_only
 
     def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
         assert ctx.byz_own is not None
@@ -213,15 +276,25 @@ class ALIE(Attack):
     """A Little Is Enough (Baruch et al., NeurIPS 2019): ``μ + sign · z · σ``.
 
     ``sign = −1`` by default (Karimireddy et al.'s form; ByzFL/Blades use ``+1``). The default
-    ``z`` comes from Baruch's formula (:func:`alie_default_z`).
+    ``z`` (no strength given) follows ``zrule`` — ``karimireddy`` (default; their code and
+    Blades) or ``baruch`` (Baruch et al.'s Algorithm 3); see :func:`alie_default_z`.
     """
 
     names = ("alie",)
-    defaults: ClassVar[dict[str, Any]] = {"sign": -1, **_AUTO_DEFAULTS}
+    defaults: ClassVar[dict[str, Any]] = {"sign": -1, "zrule": "karimireddy", **_AUTO_DEFAULTS}
     has_strength = supports_auto = True
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params["zrule"] not in Z_RULES:
+            raise ValueError(
+                f"zrule {self.params['zrule']!r} invalid for 'alie'; valid: {', '.join(Z_RULES)}"
+            )
+        if self.params["sign"] not in (-1, 1):
+            raise ValueError(f"sign {self.params['sign']!r} invalid for 'alie'; valid: -1, 1")
+
     def default_strength(self, n: int, f: int) -> float:
-        return alie_default_z(n, f)
+        return alie_default_z(n, f, str(self.params["zrule"]))
 
     def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
         mu, sigma = mean_std(ctx.known)
@@ -350,14 +423,35 @@ class MinMax(_Shejwalkar):
         return max(sq_dists) <= bound
 
 
+MINSUM_BOUNDS = ("max", "min")
+
+
 @register_attack
 class MinSum(_Shejwalkar):
-    """Min-Sum: ``Σ_i ||m − g_i||² ≤ max_i Σ_j ||g_i − g_j||²``."""
+    """Min-Sum: ``Σ_i ||m − g_i||² ≤ B`` with ``B`` chosen by ``bound``:
+
+    * ``max`` (default) — ``B = max_i Σ_j ||g_i − g_j||²``, the NDSS'21 paper's equation
+      (Shejwalkar & Houmansadr, Sec. 4, Min-Sum);
+    * ``min`` — ``B = min_i Σ_j ||g_i − g_j||²``, what the authors' released notebooks
+      (``min_score = torch.min(scores)``) and Blades' Min-Sum compute: a smaller γ.
+
+    Which one the seed paper ran is not stated.
+    """
 
     names = ("minsum",)
+    defaults: ClassVar[dict[str, Any]] = {**_Shejwalkar.defaults, "bound": "max"}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params["bound"] not in MINSUM_BOUNDS:
+            raise ValueError(
+                f"bound {self.params['bound']!r} invalid for 'minsum'; "
+                f"valid: {', '.join(MINSUM_BOUNDS)}"
+            )
 
     def bound(self, d2: Tensor) -> float:
-        return float(d2.sum(1).max())
+        sums = d2.sum(1)
+        return float(sums.max() if self.params["bound"] == "max" else sums.min())
 
     def feasible(self, sq_dists: list[float], bound: float) -> bool:
         return sum(sq_dists) <= bound

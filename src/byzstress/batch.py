@@ -85,16 +85,17 @@ class SimulatorBatch:
             update_momentum(first.spec, mom[k], g, self.params[k].unsqueeze(1))
         return losses
 
-    def step(self, active: list[bool]) -> tuple[list[float], list[bool]]:
+    def step(self, active: list[bool], diagnose: bool = False) -> tuple[list[float], list[bool]]:
         """One step of every active run; returns each run's (train loss, finite?).
 
         The runs' results are read from the device once, after all of them are queued.
+        With ``diagnose`` every active run records this step's diagnostics.
         """
         losses = self.client_vectors()
         flags = []
         for sim, on, loss in zip(self.sims, active, losses, strict=True):
             if on:
-                flags.append(torch.stack(sim.server_step(loss)).float())
+                flags.append(torch.stack(sim.server_step(loss, diagnose)).float())
             else:
                 flags.append(torch.tensor([float("nan"), 0.0], device=self.device))
         values = torch.stack(flags).tolist()
@@ -152,12 +153,15 @@ def run_batch(
 
     while t < s.steps and any(active):
         t0 = time.perf_counter()
-        losses, finite = batch.step(active)
+        scheduled = (t + 1) % s.eval_every == 0 or t + 1 == s.steps
+        losses, finite = batch.step(active, diagnose=scheduled)
         train_time += time.perf_counter() - t0
         t += 1
         for i, sim in enumerate(sims):
             if not active[i]:
                 continue
+            if scheduled and sim.last_diagnostics is not None:
+                curves[i].add_diagnostics(t, sim.last_diagnostics)
             if not finite[i] or t % s.eval_every == 0 or t == s.steps:
                 t1 = time.perf_counter()
                 acc, test_loss = sim.evaluate()

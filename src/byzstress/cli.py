@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .spec import FIELD_HELP, RunSpec, SpecError
+from .spec import RunSpec, SpecError, field_help
 
 __all__ = ["main"]
 
@@ -79,7 +79,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     prog = p.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None)
     prog.add_argument("--no-progress", dest="progress", action="store_false")
-    defaults = RunSpec()
+    defaults, helps = RunSpec(), field_help()
     for f in fields(RunSpec):
         default = getattr(defaults, f.name)
         p.add_argument(
@@ -87,7 +87,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             dest=f.name,
             default=argparse.SUPPRESS,
             metavar=f.name.upper(),
-            help=f"{FIELD_HELP[f.name]} (default: {default!r})",
+            help=f"{helps[f.name]} (default: {default!r})",
         )
 
 
@@ -149,6 +149,25 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .study import StudyError, expand_study
+
+    try:
+        config = yaml.safe_load(args.config.read_text()) or {}
+        study = config["definitions"][args.study]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
+        raise SpecError(
+            f"--config: no study {args.study!r} in {str(args.config)!r} ({err})"
+        ) from err
+    try:
+        runs = expand_study(args.study, study, config, only=args.slice)
+    except StudyError as err:
+        raise SpecError(str(err)) from err
+    results = config.get("results", "results")
+    print("\n".join(run.path(results) for run in runs))
+    return 0
+
+
 def _add_reporting(sub: argparse._SubParsersAction) -> None:
     from . import reporting
 
@@ -196,6 +215,29 @@ def _add_reporting(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sensitivity",
+        help="verdict per claim of the paper and per setting, diagnostics tables and figures",
+    )
+    p.add_argument("csv", type=Path, help="the study's runs.csv (byzstress collect)")
+    p.add_argument("runs", nargs="+", type=Path, help="the study's run JSONs (for the curves)")
+    p.add_argument(
+        "--out-prefix",
+        type=Path,
+        required=True,
+        help="writes PREFIX-claims.{csv,md}, PREFIX-diagnostics.{csv,md,png}, PREFIX-baseline.png",
+    )
+    p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+
+    def run(a: argparse.Namespace) -> None:
+        from .verdicts import sensitivity_cmd
+
+        sensitivity_cmd(a.csv, a.runs, a.out_prefix, a.metric)
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="byzstress",
@@ -210,7 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_download)
     p = sub.add_parser("list", help="list datasets, models, attacks and defenses")
     p.set_defaults(func=_cmd_list)
+    p = sub.add_parser(
+        "runs", help="print the run files of a study (or of one slice: run a study in parts)"
+    )
+    p.add_argument("study")
+    p.add_argument("--config", type=Path, default=Path("config.yaml"))
+    p.add_argument("--slice", help="only this slice's runs (its 'name' in config.yaml)")
+    p.set_defaults(func=_cmd_runs)
     _add_reporting(sub)
+    _add_sensitivity(sub)
     return parser
 
 

@@ -89,12 +89,17 @@ def pairwise_sq_dists_direct(x: Tensor) -> Tensor:
     return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") ** 2
 
 
+def nearest_weights(d2: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+    """``[n, n]`` mixing matrix: row ``i`` puts ``1/k`` on the ``k`` rows nearest to row ``i``
+    (by ``d2``, itself included)."""
+    idx = d2.topk(k, dim=1, largest=False).indices
+    return torch.zeros_like(d2, dtype=dtype).scatter_(1, idx, 1.0 / k)
+
+
 def mean_of_nearest(x: Tensor, d2: Tensor, k: int) -> Tensor:
     """Row ``i`` of the output is the mean of the ``k`` rows of ``x`` nearest to row ``i``
     (by ``d2``, itself included), computed as one ``[n, n] @ [n, d]`` product."""
-    idx = d2.topk(k, dim=1, largest=False).indices
-    w = torch.zeros_like(d2, dtype=x.dtype).scatter_(1, idx, 1.0 / k)
-    return w @ x
+    return nearest_weights(d2, k, x.dtype) @ x
 
 
 def extreme_rows(x: Tensor, k: int) -> list[Tensor]:
@@ -174,11 +179,17 @@ def _clip_rows(u: Tensor, tau: float | Tensor) -> Tensor:
 
 
 class Component:
-    """Shared machinery: parameters, state for stateful rules, cloning for probes."""
+    """Shared machinery: parameters, state for stateful rules, cloning for probes.
+
+    ``radii``: the parameters that are distances in the units of the input vectors (RFA's
+    ν, CClip's τ, static clipping's c); :meth:`Defense.scale_radii` rescales them when they
+    are given in another momentum form's units.
+    """
 
     names: ClassVar[tuple[str, ...]] = ()
     defaults: ClassVar[dict[str, Any]] = {}
     stateful: ClassVar[bool] = False
+    radii: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n: int, f: int, **params: Any) -> None:
         unknown = set(params) - set(self.defaults)
@@ -203,14 +214,32 @@ class Component:
 
 
 class Rule(Component):
-    """An aggregation rule ``[n, d] -> [d]``."""
+    """An aggregation rule ``[n, d] -> [d]``.
+
+    :meth:`byzantine_share` (diagnostics) says how much of the last output came from the
+    rows marked Byzantine; rules that cannot say return an empty dict.
+    """
 
     def __call__(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        """Diagnostics of the last call on ``x`` ``[m, d]`` whose rows carry Byzantine
+        weights ``w`` ``[m]`` (0: honest, 1: Byzantine, between: a mixture)."""
+        return {}
+
 
 class PreAggregator(Component):
-    """A pre-aggregator ``[n, d] -> [m, d]``; ``out_n`` is ``m``."""
+    """A pre-aggregator ``[n, d] -> [m, d]``; ``out_n`` is ``m``.
+
+    After each call ``mix`` is the ``[m, n]`` matrix whose row ``j`` gives the weights of the
+    inputs in output row ``j`` (``None``: each output row comes from its own input row alone,
+    as with clipping); diagnostics use it to follow the Byzantine weight of every row.
+    ``keeps_rows``: output row ``i`` stands for input row ``i`` (NNM, clipping).
+    """
+
+    keeps_rows: ClassVar[bool] = True
+    mix: Tensor | None = None
 
     def out_n(self) -> int:
         return self.n
@@ -259,6 +288,16 @@ class Mean(Rule):
     def __call__(self, x: Tensor) -> Tensor:
         return x.mean(0)
 
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        return {"rule_byz_share": float(w.mean())}
+
+
+def _kept_weight(x: Tensor, w: Tensor, lo: int, hi: int) -> Tensor:
+    """Per coordinate, the summed Byzantine weight of the values at sorted positions
+    ``lo..hi-1`` (one argsort over ``[m, d]``: diagnostics only, not on the step's path)."""
+    order = x.argsort(0)[lo:hi]  # [hi - lo, d] row indices
+    return w.to(x.dtype)[order].sum(0)
+
 
 @register_rule
 class CoordinateMedian(Rule):
@@ -271,6 +310,14 @@ class CoordinateMedian(Rule):
 
     def __call__(self, x: Tensor) -> Tensor:
         return coordinate_median(x)
+
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        """``byz_values_kept``: the Byzantine weight of the median value(s), averaged over
+        coordinates (for even ``m`` the two middle values count half each)."""
+        m = x.shape[0]
+        lo, hi = ((m - 1) // 2, (m + 1) // 2) if m % 2 else (m // 2 - 1, m // 2 + 1)
+        kept = _kept_weight(x, w, lo, hi).mean() / (hi - lo)
+        return {"byz_values_kept": float(kept), "rule_byz_share": float(kept)}
 
 
 @register_rule
@@ -289,6 +336,13 @@ class TrimmedMean(Rule):
     def __call__(self, x: Tensor) -> Tensor:
         return trimmed_mean(x, self.f)
 
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        """``byz_values_kept``: how many Byzantine values (by weight) survive trimming per
+        coordinate on average, out of the ``m − 2f`` kept; ``rule_byz_share`` = that / (m−2f)."""
+        m = x.shape[0]
+        kept = float(_kept_weight(x, w, self.f, m - self.f).mean())
+        return {"byz_values_kept": kept, "rule_byz_share": kept / (m - 2 * self.f)}
+
 
 @register_rule
 class GeometricMedian(Rule):
@@ -302,6 +356,8 @@ class GeometricMedian(Rule):
 
     names = ("rfa", "gm", "geomed")
     defaults: ClassVar[dict[str, Any]] = {"nu": 0.1, "iters": 100, "min_iters": 8, "tol": 1e-6}
+    radii = ("nu",)
+    weights: Tensor | None = None
 
     def check(self) -> None:
         if self.params["iters"] < self.params["min_iters"] or self.params["min_iters"] < 1:
@@ -323,7 +379,15 @@ class GeometricMedian(Rule):
             if it >= min_iters and float(residual) <= tol * max(1.0, float(z.norm())):
                 break
         self.info = {"residual": float(residual), "iterations": float(it)}
+        self.weights = w
         return z
+
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        """``rule_byz_share``: the Byzantine part of the last Weiszfeld weights."""
+        if self.weights is None:
+            return {}
+        a = self.weights / self.weights.sum()
+        return {"rule_byz_share": float(a @ w.to(a.dtype))}
 
 
 def krum_scores(x: Tensor, f: int) -> Tensor:
@@ -347,6 +411,9 @@ class Krum(Rule):
     def __call__(self, x: Tensor) -> Tensor:
         return x[krum_scores(x, self.f).argmin()]
 
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        return {"rule_byz_share": float(w[krum_scores(x, self.f).argmin()])}
+
 
 @register_rule
 class MultiKrum(Rule):
@@ -359,9 +426,14 @@ class MultiKrum(Rule):
         _need_honest_majority(self, extra=2)
 
     def __call__(self, x: Tensor) -> Tensor:
+        return x[self._selected(x)].mean(0)
+
+    def _selected(self, x: Tensor) -> Tensor:
         m = self.params["m"] or x.shape[0] - self.f
-        idx = krum_scores(x, self.f).argsort()[:m]
-        return x[idx].mean(0)
+        return krum_scores(x, self.f).argsort()[:m]
+
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        return {"rule_byz_share": float(w[self._selected(x)].mean())}
 
 
 @register_rule
@@ -377,6 +449,8 @@ class CenteredClipping(Rule):
     names = ("cclip", "centeredclipping")
     defaults: ClassVar[dict[str, Any]] = {"tau": 10.0, "iters": 3}
     stateful = True
+    radii = ("tau",)
+    pull: Tensor | None = None
 
     def __init__(self, n: int, f: int, **params: Any) -> None:
         super().__init__(n, f, **params)
@@ -392,9 +466,19 @@ class CenteredClipping(Rule):
         for _ in range(int(self.params["iters"])):
             torch.sub(x, v, out=u)
             # (1/n) Σ_i s_i u_i as one matrix-vector product: no clipped [n, d] copy
-            v = v + (_clip_scales(u, float(self.params["tau"])) @ u) / x.shape[0]
+            scales = _clip_scales(u, float(self.params["tau"]))
+            v = v + (scales @ u) / x.shape[0]
         self.center = v
+        self.pull = scales * u.norm(dim=1)  # ||clip(x_i − v)|| of the last iteration
         return v
+
+    def byzantine_share(self, x: Tensor, w: Tensor) -> dict[str, float]:
+        """``rule_byz_share``: the Byzantine part of the last iteration's total clipped
+        displacement ``Σ_i ||clip_τ(x_i − v)||``."""
+        if self.pull is None:
+            return {}
+        total = self.pull.sum().clamp_min(1e-30)
+        return {"rule_byz_share": float((self.pull @ w.to(self.pull.dtype)) / total)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"center": self.center}
@@ -499,6 +583,7 @@ class Bucketing(PreAggregator):
 
     names = ("buck", "bucketing")
     defaults: ClassVar[dict[str, Any]] = {"s": 2}
+    keeps_rows = False
 
     def check(self) -> None:
         if int(self.params["s"]) < 1:
@@ -513,6 +598,10 @@ class Bucketing(PreAggregator):
         xs = x[perm]
         m = math.ceil(n / s)
         pad = m * s - n
+        bucket = torch.arange(n, device=x.device) // s  # the bucket of sorted position j
+        sizes = torch.bincount(bucket, minlength=m).to(x.dtype)
+        mix = torch.zeros(m, n, dtype=x.dtype, device=x.device)
+        self.mix = mix.index_put_((bucket, perm), 1.0 / sizes[bucket])
         if pad == 0:
             return xs.view(m, s, -1).mean(1)
         full = xs[: (m - 1) * s].view(m - 1, s, -1).mean(1)
@@ -530,7 +619,8 @@ class NNM(PreAggregator):
         _need_honest_majority(self)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return mean_of_nearest(x, pairwise_sq_dists(x), x.shape[0] - self.f)
+        self.mix = nearest_weights(pairwise_sq_dists(x), x.shape[0] - self.f, x.dtype)
+        return self.mix @ x
 
 
 @register_pre
@@ -557,6 +647,7 @@ class StaticClip(PreAggregator):
 
     names = ("clip", "clipping")
     defaults: ClassVar[dict[str, Any]] = {"c": 2.0}
+    radii = ("c",)
 
     def check(self) -> None:
         if self.params["c"] <= 0:
@@ -580,6 +671,8 @@ class Defense:
     def __init__(self, spec: str, rule: Rule, pre: list[PreAggregator], seed: int = 0) -> None:
         self.spec, self.rule, self.pre = spec, rule, pre
         self.generator = torch.Generator().manual_seed(seed)
+        self.rule_input: Tensor | None = None  # kept only while ``tracing``
+        self.tracing = False
 
     @property
     def stateful(self) -> bool:
@@ -593,10 +686,55 @@ class Defense:
         x = sanitize(x)
         for p in self.pre:
             x = p(x, self.generator)
+        self.rule_input = x if self.tracing else None
         return self.rule(x)
+
+    def scale_radii(self, factor: float) -> None:
+        """Multiply every radius parameter (RFA's ν, CClip's τ, clipping's c) by ``factor``,
+        e.g. ``1 − β`` to turn heavy-ball units into EMA units."""
+        for comp in [*self.pre, self.rule]:
+            for key in comp.radii:
+                comp.params[key] = float(comp.params[key]) * factor
+
+    def diagnose(self, byzantine: Tensor) -> dict[str, float | None]:
+        """Where the Byzantine weight went in the last call (made with ``tracing`` on).
+
+        ``byzantine`` ``[n]``: 1 for the rows the attack sent, 0 for honest rows. Follows it
+        through the pre-aggregators' mixing matrices to the rows the rule saw:
+
+        * ``byz_weight_rows`` — mean Byzantine weight of those rows (bucketing: the
+          Byzantine share of each bucket; NNM: of each row's ``n − f`` nearest neighbours);
+        * ``byz_weight_rows_max`` — the largest;
+        * ``byz_weight_honest_rows`` — mean over the rows that stand for honest inputs,
+          when every pre-aggregator keeps rows (NNM: the share of Byzantine vectors among
+          each honest vector's ``n − f`` nearest neighbours), else ``None``;
+        * the rule's own :meth:`Rule.byzantine_share` (``rule_byz_share``, and for
+          trMean/CM ``byz_values_kept``).
+        """
+        if self.rule_input is None:
+            raise RuntimeError("diagnose() needs a call made with tracing on")
+        w = byzantine.to(self.rule_input.dtype)
+        honest_rows = w == 0
+        for p in self.pre:
+            if p.mix is not None:
+                w = p.mix @ w
+            if not p.keeps_rows:
+                honest_rows = None
+        out: dict[str, float | None] = {
+            "byz_weight_rows": float(w.mean()),
+            "byz_weight_rows_max": float(w.max()),
+            "byz_weight_honest_rows": float(w[honest_rows].mean())
+            if honest_rows is not None and bool(honest_rows.any())
+            else None,
+            "rule_byz_share": None,
+            "byz_values_kept": None,
+        }
+        out.update(self.rule.byzantine_share(self.rule_input, w))
+        return out
 
     def clone(self) -> Defense:
         other = copy.copy(self)
+        other.rule_input, other.tracing = None, False
         other.rule = copy.deepcopy(self.rule)
         other.pre = self.pre
         other.generator = torch.Generator().set_state(self.generator.get_state())

@@ -46,6 +46,10 @@ _NAMES = {
 }
 _SYMBOL = {"alie": "z", "ipm": "ε", "gaussian": "σ"}
 NO_ATTACK = "No attack"
+METRIC_TEXT = {
+    "max_acc": "the maximum over the run's evaluations (Figure 1's metric)",
+    "final_acc": "at the last step",
+}
 
 
 def _num(x: float) -> str:
@@ -73,12 +77,65 @@ def attack_label(
     return base
 
 
+def is_baseline(labels: pd.Series) -> pd.Series:
+    """The no-attack rows (``No attack`` and its variants such as ``[senders=honest]``)."""
+    return labels.str.startswith(NO_ATTACK)
+
+
 def _beta_label(beta: Any) -> str:
     return beta if isinstance(beta, str) else _num(float(beta))
 
 
+# Training knobs that a study may vary (``axes:``); ``variant`` names those that differ.
+KNOBS = (
+    "model",
+    "n",
+    "f",
+    "steps",
+    "batch_size",
+    "lr",
+    "lr_gamma",
+    "momentum",
+    "momentum_form",
+    "defense_units",
+    "weight_decay",
+    "eval_every",
+    "min_samples",
+    "augment",
+)
+# Per-run means over the evaluations of the diagnostics the run JSON records.
+DIAG_COLUMNS = (
+    "rel_err",
+    "cos",
+    "norm_ratio",
+    "byz_weight_rows",
+    "byz_weight_honest_rows",
+    "rule_byz_share",
+    "byz_values_kept",
+)
+
+
+def _diag_mean(run: dict[str, Any], key: str) -> float:
+    values = [v for v in (run.get("diagnostics") or {}).get(key) or [] if v is not None]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _variants(df: pd.DataFrame) -> pd.Series:
+    """``momentum=0, momentum_form=heavy``: the knobs that vary across the runs, per run
+    (empty when none varies)."""
+    varying = [k for k in KNOBS if k in df and df[k].astype(str).nunique() > 1]
+    if not varying:
+        return pd.Series([""] * len(df), index=df.index, dtype=str)
+    return (
+        df[varying]
+        .astype(str)
+        .apply(lambda row: ", ".join(f"{k}={v}" for k, v in row.items()), axis=1)
+    )
+
+
 def collect(paths: list[Path]) -> pd.DataFrame:
-    """One row per run JSON."""
+    """One row per run JSON; ``variant`` names the training knobs that vary across them,
+    ``diag_*`` are the run's mean diagnostics over its evaluations."""
     rows = []
     for p in paths:
         r = json.loads(Path(p).read_text())
@@ -86,6 +143,7 @@ def collect(paths: list[Path]) -> pd.DataFrame:
         strength = res.get("strength")
         rows.append(
             {
+                **{k: res.get(k, s.get(k)) for k in KNOBS},
                 "dataset": s["dataset"],
                 "model": res["model"],
                 "n": s["n"],
@@ -109,10 +167,14 @@ def collect(paths: list[Path]) -> pd.DataFrame:
                 "wall_time_s": r["wall_time_s"],
                 "steps_per_sec": r["steps_per_sec"],
                 "device": r["device"],
+                **{f"diag_{k}": _diag_mean(r, k) for k in DIAG_COLUMNS},
                 "path": str(p),
             }
         )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df.insert(df.columns.get_loc("defense") + 1, "variant", _variants(df))
+    return df
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -124,9 +186,11 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def read_tidy(csv: Path) -> pd.DataFrame:
-    """Read :func:`collect`'s CSV back with β and strength as text ("iid", "auto", "")."""
-    df = pd.read_csv(csv, dtype={"beta": str, "strength": str})
+    """Read :func:`collect`'s CSV back with β, strength and variant as text ("iid", "auto",
+    "")."""
+    df = pd.read_csv(csv, dtype={"beta": str, "strength": str, "variant": str})
     df["strength"] = df["strength"].fillna("")
+    df["variant"] = df["variant"].fillna("") if "variant" in df else ""
     return df
 
 
@@ -139,8 +203,19 @@ def _order(values: pd.Series) -> list:
 
 
 def summarise(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
-    """Mean/std (in %) over seeds for each (dataset, β, defense, attack label)."""
-    keys = ["dataset", "beta", "defense", "attack", "strength", "knowledge", "attack_label"]
+    """Mean/std (in %) over seeds for each (dataset, β, defense, variant, attack label)."""
+    keys = [
+        "dataset",
+        "beta",
+        "defense",
+        "variant",
+        "attack",
+        "strength",
+        "knowledge",
+        "attack_label",
+    ]
+    if "variant" not in df:
+        df = df.assign(variant="")
     g = df.assign(value=df[metric].astype(float) * 100).groupby(keys, sort=False)
     out = g.agg(
         mean=("value", "mean"),
@@ -157,11 +232,14 @@ def table(df: pd.DataFrame, metric: str = "max_acc", with_paper: bool = False) -
     paper's numbers; ``strongest`` marks the attack with the lowest mean in each column."""
     t = summarise(df, metric)
     t["strongest"] = False
-    attacked = t[t["attack_label"] != NO_ATTACK]
+    attacked = t[~is_baseline(t["attack_label"])]
     if not attacked.empty:
-        idx = attacked.groupby(["dataset", "beta", "defense"], sort=False)["mean"].idxmin()
+        column = ["dataset", "beta", "defense", "variant"]
+        idx = attacked.groupby(column, sort=False)["mean"].idxmin()
         t.loc[idx.dropna().astype(int), "strongest"] = True
-    t["defense_label"] = t["defense"]
+    t["defense_label"] = [
+        f"{d} [{v}]" if v else d for d, v in zip(t["defense"], t["variant"], strict=True)
+    ]
     if with_paper:
         pv = [
             paper.paper_value(float(b), a, d) if b != "iid" else None
@@ -187,9 +265,9 @@ def _grid(t: pd.DataFrame, bold: tuple[str, str], with_paper: bool):
     cols = [(b, d) for b in _order(t["beta"]) for d in _order(t["defense_label"])]
     cols = [c for c in cols if ((t["beta"] == c[0]) & (t["defense_label"] == c[1])).any()]
     rows = _order(t["attack_label"])
-    if NO_ATTACK in rows:
-        rows.remove(NO_ATTACK)
-        rows.insert(0, NO_ATTACK)
+    rows = [a for a in rows if a.startswith(NO_ATTACK)] + [
+        a for a in rows if not a.startswith(NO_ATTACK)
+    ]
     body = []
     for a in rows:
         line = [a]
@@ -214,10 +292,11 @@ def table_markdown(t: pd.DataFrame, with_paper: bool = False) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     ds = ", ".join(_order(t["dataset"]))
+    what = METRIC_TEXT.get(str(t.attrs.get("metric", "max_acc")), "accuracy")
     notes = [
         "",
-        f"Top-1 test accuracy (%), mean ± std over seeds ({ds}); bold: the strongest attack "
-        "(lowest accuracy) in each column.",
+        f"Top-1 test accuracy (%), {what}, mean ± std over seeds ({ds}); bold: the "
+        "strongest attack (lowest accuracy) in each column.",
     ]
     if t["diverged"].any():
         notes.append("† k/n: k of the n seeds diverged (NaN loss); their accuracy so far counts.")
@@ -270,6 +349,7 @@ def table_latex(t: pd.DataFrame, with_paper: bool = False) -> str:
 def table_cmd(csv: Path, prefix: Path, metric: str, with_paper: bool) -> None:
     df = read_tidy(csv)
     t = table(df, metric, with_paper)
+    t.attrs["metric"] = metric
     _write_csv(Path(f"{prefix}.csv"), t)
     _write_text(Path(f"{prefix}.md"), table_markdown(t, with_paper))
     _write_text(Path(f"{prefix}.tex"), table_latex(t, with_paper))
@@ -398,14 +478,14 @@ def leaderboard(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     (mean over seeds), the attack achieving it, and the no-attack accuracy."""
     s = summarise(df, metric)
     rows = []
-    for (ds, dfn, b), grp in s.groupby(["dataset", "defense", "beta"], sort=False):
+    for (ds, dfn, var, b), grp in s.groupby(["dataset", "defense", "variant", "beta"], sort=False):
         clean = grp[grp["attack_label"] == NO_ATTACK]
-        att = grp[grp["attack_label"] != NO_ATTACK]
+        att = grp[~is_baseline(grp["attack_label"])]
         worst = att.loc[att["mean"].idxmin()] if not att.empty else None
         rows.append(
             {
                 "dataset": ds,
-                "defense": dfn,
+                "defense": f"{dfn} [{var}]" if var else dfn,
                 "beta": b,
                 "no_attack": clean["mean"].iloc[0] if not clean.empty else math.nan,
                 "worst_case": worst["mean"] if worst is not None else math.nan,

@@ -3,6 +3,10 @@
 A run is a pure function of its :class:`RunSpec` (and the code's version): the seed fixes
 the data split, the model's initialisation, every mini-batch, the augmentation and every
 random choice of attacks and defenses.
+
+This module imports no torch at import time (the registries are imported when a spec is
+validated), so that the Snakefile can read :class:`RunSpec`'s defaults at DAG-build time
+in an environment without torch.
 """
 
 from __future__ import annotations
@@ -12,9 +16,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from . import attacks, data, defenses, models
-
-__all__ = ["FIELD_HELP", "RunSpec", "SpecError"]
+__all__ = ["DEFENSE_UNITS", "RunSpec", "SpecError", "field_help"]
 
 
 class SpecError(ValueError):
@@ -22,11 +24,24 @@ class SpecError(ValueError):
 
 
 MOMENTUM_FORMS = ("ema", "heavy")
+DEFENSE_UNITS = ("vectors", "heavy")
 DEVICES = ("auto", "cpu", "cuda")
 
-FIELD_HELP: dict[str, str] = {
-    "dataset": f"dataset: {', '.join(data.DATASETS)}",
-    "model": f"model: {', '.join(models.MODELS)} (default: the dataset's CNN)",
+
+def field_help() -> dict[str, str]:
+    """One line of help per :class:`RunSpec` key (for ``byzstress train --help``)."""
+    from . import attacks, data, models
+
+    return {
+        "dataset": f"dataset: {', '.join(data.DATASETS)}",
+        "model": f"model: {', '.join(models.MODELS)} (default: the dataset's CNN)",
+        "attack": "attack spec, e.g. alie, ipm, minmax[dir=sign], minsum[bound=min], "
+        f"none[senders=honest]; names: {', '.join(attacks.ATTACKS)}",
+        **_STATIC_HELP,
+    }
+
+
+_STATIC_HELP: dict[str, str] = {
     "n": "number of clients, Byzantine included",
     "f": "number of Byzantine clients (f < n/2)",
     "steps": "training steps T",
@@ -37,11 +52,13 @@ FIELD_HELP: dict[str, str] = {
     "lr_gamma": "learning-rate decay factor at each milestone",
     "momentum": "worker momentum coefficient β_m",
     "momentum_form": "ema: m ← βm + (1−β)g; heavy: m ← βm + g",
+    "defense_units": "units of the defenses' radii (RFA ν, CClip τ, clip c): vectors (as "
+    "given, applied to the submitted vectors) or heavy (given in heavy-ball units as in "
+    "Karimireddy et al.'s code; multiplied by 1−β under ema)",
     "weight_decay": "L2 coefficient added to every client's gradient",
     "eval_every": "evaluate on the full test set every this many steps (and at the end)",
     "beta": "Dirichlet concentration β of the honest clients' label split, or 'iid'",
     "min_samples": "minimum samples per client (the split is redrawn until it holds)",
-    "attack": f"attack spec, e.g. alie, ipm, minmax[dir=sign]; names: {', '.join(attacks.ATTACKS)}",
     "strength": "attack strength (ALIE z, IPM ε, Gaussian std), 'auto', or empty for the default",
     "knowledge": "what the attacker knows: omniscient (honest vectors) or local (own data only)",
     "defense": "defense spec, e.g. cm, trmean(nnm), rfa(buck[s=2]), cclip[tau=10,iters=3]",
@@ -72,6 +89,7 @@ class RunSpec:
     lr_gamma: float = 0.1
     momentum: float = 0.9
     momentum_form: str = "ema"
+    defense_units: str = "vectors"
     weight_decay: float = 1e-4
     eval_every: int = 50
     beta: float | str = 0.5
@@ -111,6 +129,8 @@ class RunSpec:
 
     def resolved(self) -> RunSpec:
         """A copy with the dataset-dependent defaults filled in."""
+        from . import models
+
         cifar = self.dataset == "cifar10"
         return dataclasses.replace(
             self,
@@ -126,6 +146,8 @@ class RunSpec:
 
     def validate(self) -> None:
         """Raise :class:`SpecError` naming the first bad key and what it accepts."""
+        from . import attacks, data, defenses, models
+
         _choice("dataset", self.dataset, tuple(data.DATASETS))
         if self.model is not None:
             _choice("model", self.model, tuple(models.MODELS))
@@ -141,6 +163,7 @@ class RunSpec:
         _number("momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True)
         _number("weight_decay", self.weight_decay, lo=0.0)
         _choice("momentum_form", self.momentum_form, MOMENTUM_FORMS)
+        _choice("defense_units", self.defense_units, DEFENSE_UNITS)
         if self.lr_milestones is not None:
             if not isinstance(self.lr_milestones, list | tuple):
                 raise SpecError(
@@ -177,7 +200,16 @@ class RunSpec:
         except (ValueError, TypeError) as err:
             raise SpecError(f"defense: {err}") from err
 
+    def radius_scale(self) -> float:
+        """The factor applied to the defenses' radii (:attr:`defense_units`): ``1 − β`` when
+        they are given in heavy-ball units and the run uses EMA momentum, else 1."""
+        if self.defense_units == "heavy" and self.momentum_form == "ema":
+            return 1.0 - self.momentum
+        return 1.0
+
     def _validate_attack(self) -> None:
+        from . import attacks
+
         s = self.strength
         if isinstance(s, str) and s.lower() != "auto":
             raise SpecError(

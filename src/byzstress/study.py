@@ -1,13 +1,20 @@
 """Expanding a study of ``config.yaml`` into runs, for the Snakemake workflow.
 
-A study is a matrix: ``betas × attacks (× strengths) × defenses × seeds`` over a shared set
-of training knobs (``train:``). Each run gets a stable, readable path::
+A study is a matrix: ``betas × attacks (× strengths) × defenses × seeds × axes`` over a
+shared set of training knobs (``train:``). ``axes:`` makes any training knob a matrix axis
+(``axes: {momentum: [0.9, 0], n: [20, 40]}``). ``slices:`` makes a study a union of such
+matrices (a fractional design): each slice overrides the study's ``betas``, ``seeds``,
+``defenses``, ``attacks`` and ``axes``; runs that two slices share are trained once. Each
+run gets a stable, readable path::
 
-    {results}/{study}/runs/beta~{beta}/{attack}~{strength}/{defense}/seed~{seed}.json
+    {results}/{study}/runs/beta~{beta}/{attack}~{strength}/{defense}/[{key}~{value}/...]seed~{seed}.json
 
-Numbers in paths are written with ``{x:g}`` (0.5 → ``0.5``, 1 → ``1``, 1e-3 → ``0.001``) so
-adding a value to a list never renames existing results. This module imports no torch: the
-Snakefile uses it at DAG-build time.
+An axis value equal to the study's own value of that knob (its ``train:`` value, else the
+run spec's default) adds no path segment and no flag, so adding an axis, or a value to it,
+never renames or reruns existing results; other values add ``{key}~{value}`` segments in
+key order. Numbers in paths are written with ``{x:g}`` (0.5 → ``0.5``, 1 → ``1``, 1e-3 →
+``0.001``) so adding a value to a list never renames existing results. This module imports
+no torch: the Snakefile uses it at DAG-build time.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from .grammar import slug
 __all__ = ["Run", "StudyError", "cli_args", "expand_study", "fmt_number", "selected_studies"]
 
 AXES = ("beta", "attack", "strength", "knowledge", "defense", "seed")
+# Run-spec keys that are not training knobs of a study (set elsewhere, or per machine).
+NOT_AXES = (*AXES, "dataset", "data_root", "plugins", "device", "download", "checkpoint_every")
+MATRIX_KEYS = ("betas", "seeds", "defenses", "attacks", "axes")
 
 
 class StudyError(ValueError):
@@ -37,7 +47,8 @@ def fmt_number(x: float | int) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """One training run of a study: its wildcards and its full spec."""
+    """One training run of a study: its wildcards and its full spec. ``variant``: the
+    ``{key}~{value}`` path segments of its non-default axis values (empty: none)."""
 
     study: str
     beta: str
@@ -46,6 +57,7 @@ class Run:
     defense: str
     seed: str
     spec: tuple[tuple[str, Any], ...]
+    variant: tuple[str, ...] = ()
 
     @property
     def wildcards(self) -> dict[str, str]:
@@ -58,11 +70,16 @@ class Run:
             "seed": self.seed,
         }
 
-    def path(self, results: str) -> str:
+    @property
+    def key(self) -> str:
+        """The run's path below ``{results}/{study}/runs/``, without ``.json``."""
+        extra = "".join(f"{v}/" for v in self.variant)
         return (
-            f"{results}/{self.study}/runs/beta~{self.beta}/{self.attack}~{self.strength}/"
-            f"{self.defense}/seed~{self.seed}.json"
+            f"beta~{self.beta}/{self.attack}~{self.strength}/{self.defense}/{extra}seed~{self.seed}"
         )
+
+    def path(self, results: str) -> str:
+        return f"{results}/{self.study}/runs/{self.key}.json"
 
 
 def selected_studies(config: dict[str, Any]) -> list[str]:
@@ -109,15 +126,127 @@ def _validate_runs(where: str, runs: list[Run]) -> None:
             raise StudyError(f"{where}: {err}") from err
 
 
-def expand_study(name: str, study: dict[str, Any], config: dict[str, Any]) -> list[Run]:
-    """All runs of one study, in a stable order."""
-    where = f"definitions.{name}"
+def spec_defaults() -> dict[str, Any]:
+    """:class:`byzstress.spec.RunSpec`'s defaults (that module imports no torch)."""
+    from .spec import RunSpec
+
+    return RunSpec().to_dict()
+
+
+def _axis_label(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return fmt_number(value)
+    if isinstance(value, str):
+        return slug(value)
+    raise StudyError(f"axis value {value!r} must be a number, a string or a boolean")
+
+
+def _axes(where: str, axes: dict[str, Any]) -> list[list[tuple[str, Any]]]:
+    """Every combination of the axes' values as ``[(key, value), ...]``, keys in order."""
+    if not isinstance(axes, dict):
+        raise StudyError(f"{where}.axes: must map training knobs to lists of values")
+    valid = sorted(set(spec_defaults()) - set(NOT_AXES))
+    combos: list[list[tuple[str, Any]]] = [[]]
+    for key in sorted(axes):
+        values = axes[key]
+        if key in AXES:
+            raise StudyError(
+                f"{where}.axes.{key}: {key} is already a study axis "
+                f"({'knowledge: per attack entry' if key == 'knowledge' else key + 's'})"
+            )
+        if key not in valid and key != "delta":
+            raise StudyError(f"{where}.axes.{key}: not a training knob; valid: {', '.join(valid)}")
+        if key in ("f", "delta") and ("f" in axes and "delta" in axes):
+            raise StudyError(f"{where}.axes: give either f or delta, not both")
+        if not isinstance(values, list) or not values:
+            raise StudyError(f"{where}.axes.{key}: must be a non-empty list of values")
+        labels = [_axis_label(v) for v in values]
+        if len(set(labels)) != len(labels):
+            raise StudyError(f"{where}.axes.{key}: duplicate values {values}")
+        combos = [[*c, (key, v)] for c in combos for v in values]
+    return combos
+
+
+def _apply_axes(
+    where: str, base: dict[str, Any], combo: list[tuple[str, Any]], defaults: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The base spec with one combination of axis values, and its path segments: a value
+    equal to the base's own (or the spec default) changes nothing and adds no segment."""
+    spec, segments = dict(base), []
+    delta = spec.pop("_delta", None)
+    for key, value in combo:
+        current = delta if key == "delta" else spec.get(key, defaults.get(key))
+        if current is not None and _axis_label(value) == _axis_label(current):
+            continue
+        segments.append(f"{key}~{_axis_label(value)}")
+        if key == "delta":
+            delta = value
+        else:
+            spec[key] = value
+    if delta is not None:
+        spec["f"] = math.floor(float(delta) * int(spec.get("n", defaults["n"])) + 1e-9)
+    return spec, tuple(segments)
+
+
+def expand_study(
+    name: str, study: dict[str, Any], config: dict[str, Any], only: str | None = None
+) -> list[Run]:
+    """All runs of one study (every slice), in a stable order, each path once; ``only``:
+    the runs of the slice of that name alone (to run a study in parts)."""
+    slices = study.get("slices")
+    if only is not None:
+        names = [sl.get("name") for sl in slices or []]
+        if only not in names:
+            raise StudyError(
+                f"definitions.{name}: no slice named {only!r}; slices: "
+                f"{', '.join(str(n) for n in names) or 'none'}"
+            )
+        slices = [slices[names.index(only)]]
+    if slices is None:
+        parts = [("", study)]
+    else:
+        if not isinstance(slices, list) or not slices:
+            raise StudyError(f"definitions.{name}.slices: must be a non-empty list")
+        parts = []
+        for i, sl in enumerate(slices):
+            unknown = sorted(set(sl) - {*MATRIX_KEYS, "name", "description"})
+            if unknown:
+                raise StudyError(
+                    f"definitions.{name}.slices[{i}]: unknown key(s) {unknown}; "
+                    f"valid: name, description, {', '.join(MATRIX_KEYS)}"
+                )
+            merged = {**study, **{k: v for k, v in sl.items() if k in MATRIX_KEYS}}
+            parts.append((f".slices[{i}]", merged))
+    runs: list[Run] = []
+    seen: dict[str, Run] = {}
+    for suffix, part in parts:
+        for run in _expand_matrix(name, f"definitions.{name}{suffix}", part, config):
+            key = run.key
+            if key in seen:
+                if seen[key].spec != run.spec:  # pragma: no cover - same path, same spec
+                    raise StudyError(f"definitions.{name}: two slices map {key} to different runs")
+                continue
+            seen[key] = run
+            runs.append(run)
+    return runs
+
+
+def _expand_matrix(
+    name: str, where: str, study: dict[str, Any], config: dict[str, Any]
+) -> list[Run]:
+    """The runs of one matrix (a study without slices, or one slice)."""
+    for key in ("betas", "seeds", "defenses", "attacks"):
+        if not study.get(key):
+            raise StudyError(f"{where}: needs a non-empty '{key}' (in the study or the slice)")
     train = dict(study.get("train", {}))
-    if "delta" in train:
-        delta = train.pop("delta")
+    defaults = spec_defaults()
+    delta = train.pop("delta", None)
+    if delta is not None:
         if "f" in train:
             raise StudyError(f"{where}.train: give either f or delta, not both")
-        train["f"] = math.floor(float(delta) * int(train.get("n", 17)) + 1e-9)
+        train["f"] = math.floor(float(delta) * int(train.get("n", defaults["n"])) + 1e-9)
     for axis in AXES:
         if axis in train:
             raise StudyError(f"{where}.train.{axis}: set it as a study axis, not in train")
@@ -150,24 +279,38 @@ def expand_study(name: str, study: dict[str, Any], config: dict[str, Any]) -> li
         for st in strengths:
             attack_entries.append((a_slug, entry["name"], knowledge, *_strength_key(st)))
 
+    combos = _axes(where, study.get("axes") or {})
+    if delta is not None:
+        base["_delta"] = delta  # so that an n axis keeps f = ⌊δ n⌋
     runs = []
     for b_key, b_val in betas:
         for a_slug, a_name, knowledge, s_key, s_val in attack_entries:
             for d_slug, d_spec in defenses:
-                for seed in study["seeds"]:
-                    spec = {
-                        **base,
-                        "beta": b_val,
-                        "attack": a_name,
-                        "knowledge": knowledge,
-                        "defense": d_spec,
-                        "seed": int(seed),
-                    }
-                    if s_val is not None:
-                        spec["strength"] = s_val
-                    runs.append(
-                        Run(name, b_key, a_slug, s_key, d_slug, str(int(seed)), tuple(spec.items()))
-                    )
+                for combo in combos:
+                    varied, variant = _apply_axes(where, base, combo, defaults)
+                    for seed in study["seeds"]:
+                        spec = {
+                            **varied,
+                            "beta": b_val,
+                            "attack": a_name,
+                            "knowledge": knowledge,
+                            "defense": d_spec,
+                            "seed": int(seed),
+                        }
+                        if s_val is not None:
+                            spec["strength"] = s_val
+                        runs.append(
+                            Run(
+                                name,
+                                b_key,
+                                a_slug,
+                                s_key,
+                                d_slug,
+                                str(int(seed)),
+                                tuple(spec.items()),
+                                variant,
+                            )
+                        )
     _validate_runs(where, runs)
     keys = [r.path("") for r in runs]
     if len(set(keys)) != len(keys):

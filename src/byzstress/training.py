@@ -22,7 +22,7 @@ import os
 import platform
 import socket
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +95,29 @@ class FlatModel:
 
 @dataclass
 class Curve:
+    """The run's metrics at each evaluation; ``diagnostics`` (:data:`DIAGNOSTICS`, one list
+    per key) at the scheduled evaluations, at ``diag_step``."""
+
     step: list[int]
     test_acc: list[float]
     test_loss: list[float]
     train_loss: list[float]
+    diag_step: list[int] = field(default_factory=list)
+    diagnostics: dict[str, list[float | None]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> Curve:
         return cls([], [], [], [])
 
-    def as_dict(self) -> dict[str, list]:
-        return {k: list(v) for k, v in self.__dict__.items()}
+    def add_diagnostics(self, step: int, values: dict[str, float | None]) -> None:
+        self.diag_step.append(step)
+        for key in DIAGNOSTICS:
+            self.diagnostics.setdefault(key, []).append(values.get(key))
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: list(v) for k, v in self.__dict__.items() if k != "diagnostics"}
+        out["diagnostics"] = {k: list(v) for k, v in self.diagnostics.items()}
+        return out
 
 
 class Simulator:
@@ -143,6 +155,7 @@ class Simulator:
             **({"strength": s.strength} if s.strength is not None else {}),
         )
         self.defense = defenses.build(s.defense, s.n, s.f, seed=s.seed + 1)
+        self.defense.scale_radii(s.radius_scale())
         honest, byz = client_shares(
             self.train.y.cpu().numpy(), s.n, s.f, s.beta, s.seed, s.min_samples
         )
@@ -161,6 +174,7 @@ class Simulator:
         self.attack_gen = torch.Generator().manual_seed(s.seed + 3)
         self.step_idx = 0
         self.strengths: list[float] = []
+        self.last_diagnostics: dict[str, float | None] | None = None
 
         self.grads = gradients.build(
             self.model.module,
@@ -201,23 +215,24 @@ class Simulator:
             update_momentum(s, mom[k], g, self.model.params[k])
         return self.momentum, losses
 
-    def step(self) -> tuple[float, bool]:
+    def step(self, diagnose: bool = False) -> tuple[float, bool]:
         """One D-SGD step; returns (honest mean train loss, finite?)."""
         _, losses = self.client_vectors()
-        loss, finite = self.server_step(losses)
+        loss, finite = self.server_step(losses, diagnose)
         return float(loss), bool(finite)
 
-    def server_step(self, losses: Tensor) -> tuple[Tensor, Tensor]:
+    def server_step(self, losses: Tensor, diagnose: bool = False) -> tuple[Tensor, Tensor]:
         """Attack, defense and model update from the clients' momentum vectors ``[m, d]``
         (``self.momentum``, the first rows of ``self.submitted``).
 
         Returns the honest clients' mean train loss and whether the aggregate is finite, as
         device tensors: reading them waits for the device, so callers batch that read.
+        With ``diagnose``, :attr:`last_diagnostics` describes this step (:func:`diagnostics`).
         """
         s = self.spec
         mom = self.momentum
         honest = mom[: self.h]
-        if s.f > 0:
+        if s.f > 0 and not self.attack.honest_only:
             ctx = AttackContext(
                 honest=honest,
                 f=s.f,
@@ -236,7 +251,13 @@ class Simulator:
                 self.strengths.append(self.attack.last_strength)
         else:
             x = honest
+        self.defense.tracing = diagnose
         agg = self.defense(x)
+        if diagnose:
+            byz = torch.zeros(x.shape[0], device=x.device)
+            byz[self.h :] = 1.0
+            self.last_diagnostics = diagnostics(honest, agg, self.defense, byz)
+        self.defense.tracing = False
         self.model.theta.sub_(agg, alpha=self.lr_at(self.step_idx))
         self.step_idx += 1
         train_loss = losses[: self.h].mean()
@@ -285,6 +306,42 @@ class Simulator:
         self.strengths = list(st["strengths"])
 
 
+DIAGNOSTICS = (
+    "rel_err",
+    "cos",
+    "norm_ratio",
+    "byz_weight_rows",
+    "byz_weight_rows_max",
+    "byz_weight_honest_rows",
+    "rule_byz_share",
+    "byz_values_kept",
+)
+
+
+def diagnostics(
+    honest: Tensor, agg: Tensor, defense: defenses.Defense, byzantine: Tensor
+) -> dict[str, float | None]:
+    """Why an attack works or not, from one step's tensors (no extra pass over the data).
+
+    With ``μ_h`` the honest clients' mean momentum: ``rel_err = ||agg − μ_h|| / ||μ_h||``,
+    ``cos = ⟨agg, μ_h⟩ / (||agg|| ||μ_h||)``, ``norm_ratio = ||agg|| / ||μ_h||``, and where
+    the Byzantine weight went inside the defense (:meth:`byzstress.defenses.Defense.diagnose`;
+    ``byzantine`` marks the rows the attack sent).
+    """
+    mu = honest.mean(0)
+    mu_norm, agg_norm = mu.norm(), agg.norm()
+    vals = torch.stack(
+        [
+            (agg - mu).norm() / mu_norm,
+            (agg @ mu) / (agg_norm * mu_norm),
+            agg_norm / mu_norm,
+        ]
+    ).tolist()
+    out: dict[str, float | None] = dict(zip(DIAGNOSTICS[:3], vals, strict=True))
+    out.update(defense.diagnose(byzantine))
+    return out
+
+
 def _versions() -> dict[str, str]:
     import torchvision
 
@@ -328,12 +385,14 @@ def result_json(
         "steps_done": steps_done,
         "max_acc": max(accs) if accs else None,
         "final_acc": curve.test_acc[-1] if curve.test_acc else None,
-        "curve": curve.as_dict(),
+        "curve": {k: curve.as_dict()[k] for k in ("step", "test_acc", "test_loss", "train_loss")},
         "strength_summary": _summary(sim.strengths),
         "strength_trace": sim.strengths
         if isinstance(resolved["strength"], str) or s.attack.startswith(("minmax", "minsum"))
         else None,
         "defense_info": sim.defense.info,
+        "defense_radius_scale": s.radius_scale(),
+        "diagnostics": {"step": curve.diag_step, **curve.diagnostics},
         "share_sizes": {"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
         "param_count": sim.model.dim,
         "grad_engine": sim.grads.name,

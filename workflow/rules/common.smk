@@ -44,11 +44,7 @@ RUN_INDEX = {run.path(RESULTS): run for runs in RUNS.values() for run in runs}
 
 wildcard_constraints:
     study=r"[^/]+",
-    beta=r"[^/~]+",
-    attack=r"[^/~]+",
-    strength=r"[^/~]+",
-    defense=r"[^/]+",
-    seed=r"\d+",
+    run=r"beta~[^/]+/[^/]+/.+/seed~\d+",
 
 
 def study_def(study):
@@ -56,10 +52,7 @@ def study_def(study):
 
 
 def run_of(wildcards):
-    path = (
-        f"{RESULTS}/{wildcards.study}/runs/beta~{wildcards.beta}/"
-        f"{wildcards.attack}~{wildcards.strength}/{wildcards.defense}/seed~{wildcards.seed}.json"
-    )
+    path = f"{RESULTS}/{wildcards.study}/runs/{wildcards.run}.json"
     if path not in RUN_INDEX:
         raise WorkflowError(
             f"{path} is not a run of the selected studies in config.yaml"
@@ -94,6 +87,18 @@ def all_targets():
             targets += [f"{base}/table1.{ext}" for ext in ("csv", "md", "tex")]
         if report_option(s, "figure", True):
             targets += [f"{base}/figure1.{ext}" for ext in ("png", "pdf")]
+        if report_option(s, "sensitivity", False):
+            targets += [
+                f"{base}/sensitivity-{name}"
+                for name in (
+                    "claims.md",
+                    "claims.csv",
+                    "diagnostics.md",
+                    "diagnostics.csv",
+                    "diagnostics.png",
+                    "baseline.png",
+                )
+            ]
         if study_def(s).get("type", "matrix") == "calibration":
             targets += [f"{base}/calibration.{ext}" for ext in ("csv", "md")]
     return targets

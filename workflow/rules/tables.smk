@@ -105,3 +105,37 @@ rule calibration:
         "python {params.cli:q} calibration {input:q}"
         " --out-prefix {params.prefix:q} --fraction {params.fraction}"
         " --metric {params.metric} > {log:q} 2>&1"
+
+
+rule sensitivity:
+    input:
+        csv=f"{RESULTS}/{{study}}/runs.csv",
+        runs=run_files,
+    output:
+        claims=report(
+            f"{RESULTS}/{{study}}/sensitivity-claims.md",
+            caption="../report/sensitivity.rst",
+            category="{study}",
+            subcategory="Claims",
+        ),
+        claims_csv=f"{RESULTS}/{{study}}/sensitivity-claims.csv",
+        diag=f"{RESULTS}/{{study}}/sensitivity-diagnostics.md",
+        diag_csv=f"{RESULTS}/{{study}}/sensitivity-diagnostics.csv",
+        diag_png=report(
+            f"{RESULTS}/{{study}}/sensitivity-diagnostics.png",
+            caption="../report/sensitivity.rst",
+            category="{study}",
+            subcategory="Claims",
+        ),
+        baseline_png=f"{RESULTS}/{{study}}/sensitivity-baseline.png",
+    log:
+        f"{RESULTS}/{{study}}/logs/sensitivity.log",
+    conda:
+        "../../envs/byzstress.yaml"
+    params:
+        cli=CLI,
+        metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
+        prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/sensitivity",
+    shell:
+        "python {params.cli:q} sensitivity {input.csv:q} {input.runs:q}"
+        " --out-prefix {params.prefix:q} --metric {params.metric} > {log:q} 2>&1"

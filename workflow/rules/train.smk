@@ -1,14 +1,15 @@
 # One training run per job; its JSON is written atomically and a killed job resumes from
-# {output}.ckpt when rerun (also after a Slurm requeue).
+# {output}.ckpt when rerun (also after a Slurm requeue). {run} is the run's path below
+# runs/ (beta~B/ATTACK~S/DEFENSE/[KEY~VALUE/...]seed~S), see byzstress.study.
 
 
 rule train:
     output:
-        f"{RESULTS}/{{study}}/runs/beta~{{beta}}/{{attack}}~{{strength}}/{{defense}}/seed~{{seed}}.json",
+        f"{RESULTS}/{{study}}/runs/{{run}}.json",
     log:
-        f"{RESULTS}/{{study}}/logs/train/beta~{{beta}}/{{attack}}~{{strength}}/{{defense}}/seed~{{seed}}.log",
+        f"{RESULTS}/{{study}}/logs/train/{{run}}.log",
     benchmark:
-        f"{RESULTS}/{{study}}/benchmarks/beta~{{beta}}/{{attack}}~{{strength}}/{{defense}}/seed~{{seed}}.tsv"
+        f"{RESULTS}/{{study}}/benchmarks/{{run}}.tsv"
     conda:
         "../../envs/byzstress.yaml"
     threads: lambda wildcards: study_resource(wildcards.study, "threads", 2)

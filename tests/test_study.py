@@ -1,0 +1,123 @@
+"""Study expansion: training knobs as axes, slices, stable paths (no torch needed)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from byzstress.cli import main
+from byzstress.study import StudyError, expand_study
+
+STUDY = {
+    "dataset": "fmnist",
+    "train": {"n": 20, "delta": 0.2, "steps": 10},
+    "betas": [0.1],
+    "seeds": [0, 1],
+    "defenses": ["CM", "trMean(NNM)"],
+    "attacks": [{"name": "none"}, {"name": "alie", "strengths": [8]}],
+}
+
+
+def paths(study: dict) -> dict[str, dict]:
+    return {r.key: dict(r.spec) for r in expand_study("s", study, {})}
+
+
+def test_an_axis_at_the_studys_own_value_renames_and_changes_nothing():
+    old = paths(STUDY)
+    assert "beta~0.1/alie~8/trmean-nnm/seed~1" in old
+    wider = copy.deepcopy(STUDY)
+    wider["axes"] = {"momentum": [0.9, 0], "momentum_form": ["ema"]}
+    new = paths(wider)
+    assert {k: v for k, v in new.items() if k in old} == old  # same paths, same specs
+    added = sorted(set(new) - set(old))
+    assert len(added) == len(old)  # momentum 0 only: ema and 0.9 are the defaults
+    assert all("/momentum~0/seed~" in k for k in added)
+    assert all(new[k]["momentum"] == 0 for k in added)
+    assert all("momentum" not in v and "momentum_form" not in v for v in old.values())
+    # the order of an axis's values does not matter, only whether a value is the study's
+    wider["axes"] = {"momentum": [0, 0.9]}
+    assert paths(wider).keys() == new.keys()
+
+
+def test_an_axis_against_a_train_value_and_several_axes_in_key_order():
+    study = copy.deepcopy(STUDY)
+    study["train"]["lr"] = 0.05
+    study["axes"] = {"momentum_form": ["heavy", "ema"], "lr": [0.05, 0.1]}
+    runs = paths(study)
+    assert len(runs) == 4 * len(paths(STUDY))
+    key = "beta~0.1/none~default/cm/lr~0.1/momentum_form~heavy/seed~0"
+    assert runs[key]["lr"] == 0.1 and runs[key]["momentum_form"] == "heavy"
+    assert runs["beta~0.1/none~default/cm/seed~0"]["lr"] == 0.05
+
+
+def test_an_n_axis_keeps_f_at_delta_n():
+    study = copy.deepcopy(STUDY)
+    study["axes"] = {"n": [20, 30]}
+    runs = paths(study)
+    assert runs["beta~0.1/none~default/cm/seed~0"]["f"] == 4
+    assert runs["beta~0.1/none~default/cm/n~30/seed~0"]["f"] == 6
+
+
+@pytest.mark.parametrize(
+    ("axes", "needle"),
+    [
+        ({"knowledge": ["local"]}, "axes.knowledge: knowledge is already a study axis"),
+        ({"beta": [0.5]}, "axes.beta: beta is already a study axis"),
+        ({"colour": [1]}, "axes.colour: not a training knob; valid:"),
+        ({"momentum": []}, "axes.momentum: must be a non-empty list"),
+        ({"momentum": [0.5, 0.50]}, "axes.momentum: duplicate values"),
+        ({"lr": [[0.1]]}, "must be a number, a string or a boolean"),
+        ({"momentum": [1.5]}, "momentum: must be >= 0 and < 1, got 1.5"),
+        ({"momentum_form": ["nesterov"]}, "momentum_form: 'nesterov' is not valid"),
+    ],
+)
+def test_bad_axes_name_the_key(axes, needle):
+    study = copy.deepcopy(STUDY)
+    study["axes"] = axes
+    with pytest.raises(StudyError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        expand_study("s", study, {})
+
+
+def test_slices_are_a_union_with_shared_runs_trained_once():
+    study = {k: v for k, v in STUDY.items() if k not in ("attacks", "seeds")}
+    study["seeds"] = [0]
+    study["slices"] = [
+        {"name": "main", "seeds": [0, 1], "attacks": STUDY["attacks"]},
+        {"name": "thin", "attacks": [{"name": "none"}], "axes": {"momentum": [0, 0.9]}},
+    ]
+    runs = expand_study("s", study, {})
+    keys = [r.key for r in runs]
+    assert len(keys) == len(set(keys))
+    assert set(paths(STUDY)) <= set(keys)  # the slice spelled like the study: same paths
+    assert len(keys) == len(paths(STUDY)) + 2  # + none at momentum 0, seed 0, both defenses
+    thin = expand_study("s", study, {}, only="thin")
+    assert [r.key for r in thin] == [
+        "beta~0.1/none~default/cm/momentum~0/seed~0",
+        "beta~0.1/none~default/cm/seed~0",
+        "beta~0.1/none~default/trmean-nnm/momentum~0/seed~0",
+        "beta~0.1/none~default/trmean-nnm/seed~0",
+    ]
+    with pytest.raises(StudyError, match="no slice named 'fat'; slices: main, thin"):
+        expand_study("s", study, {}, only="fat")
+    study["slices"][1]["colour"] = 1
+    with pytest.raises(StudyError, match=r"slices\[1\]: unknown key\(s\) \['colour'\]"):
+        expand_study("s", study, {})
+
+
+def test_runs_command_prints_a_slice(tmp_path, capsys):
+    import yaml
+
+    study = copy.deepcopy(STUDY)
+    study["slices"] = [{"name": "only", "seeds": [3], "defenses": ["CM"]}]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"results": "out", "definitions": {"s": study}}))
+    assert main(["runs", "s", "--config", str(cfg), "--slice", "only"]) == 0
+    assert capsys.readouterr().out.split() == [
+        "out/s/runs/beta~0.1/none~default/cm/seed~3.json",
+        "out/s/runs/beta~0.1/alie~8/cm/seed~3.json",
+    ]
+    with pytest.raises(SystemExit) as err:
+        main(["runs", "nope", "--config", str(cfg)])
+    assert err.value.code == 2
+    assert "no study 'nope'" in capsys.readouterr().err

@@ -4,7 +4,7 @@
 For a few cells (attack x defense) and seeds, the same Fashion-MNIST setting is trained
 twice, and the test accuracies are printed side by side:
 
-* **byzstress** -- ``byzstress.training.run(RunSpec(...))``, the code under test;
+* **byzstress** -- ``byzstress.runner.run(RunSpec(...))``, the code under test;
 * **ByzFL** -- ByzFL 0.0.11's framework classes (``byzfl.Client`` per client,
   ``byzfl.Server`` with its ``RobustAggregator``, ``byzfl.ByzantineClient``); one step is the
   body of the ``DSGD`` loop of ``byzfl.benchmark.train.start_training``, as
@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # bench_step wraps byzstress.data.load with a per-process cache (each split loads once)
 import bench_step as bs  # noqa: I001
-from byzstress import data, training
+from byzstress import data, runner, training
 from byzstress.partition import PaddedShares
 from byzstress.spec import RunSpec
 from byzstress.training import Simulator
@@ -417,7 +417,7 @@ class ByzflRun:
 
 
 def run_byzstress(spec: RunSpec) -> dict[str, Any]:
-    res = training.run(spec, progress=False)
+    res = runner.run(spec, progress=False)
     steps = res["steps_done"] or 1
     return {
         "status": res["status"],

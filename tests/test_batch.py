@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from byzstress.batch import SimulatorBatch, check_batchable, run_batch
+from byzstress.batch import SimulatorBatch, check_batchable
+from byzstress.runner import run_batch
 from byzstress.spec import RunSpec, SpecError
 from byzstress.training import Simulator
 

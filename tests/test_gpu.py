@@ -14,8 +14,9 @@ from torch.func import functional_call, grad, vmap
 from byzstress import attacks, defenses, gradients, models
 from byzstress.attacks import AttackContext
 from byzstress.batch import SimulatorBatch
+from byzstress.runner import run
 from byzstress.spec import RunSpec
-from byzstress.training import FlatModel, Simulator, run
+from byzstress.training import FlatModel, Simulator
 
 pytestmark = [
     pytest.mark.gpu,

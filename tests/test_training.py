@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from byzstress import attacks
+from byzstress.runner import run
 from byzstress.spec import RunSpec
-from byzstress.training import Simulator, run
+from byzstress.training import Simulator
 
 TIMING = {
     "wall_time_s",
@@ -70,6 +71,39 @@ def test_diverged_run_is_recorded_not_raised(fmnist_root):
     assert r["status"] == "diverged"
     assert r["steps_done"] < 60
     assert r["max_acc"] is not None and r["curve"]["step"][-1] == r["steps_done"]
+    assert r["divergence"]["step"] == r["steps_done"]
+    assert r["divergence"]["quantity"] in ("train_loss", "aggregate", "test_loss", "parameters")
+
+
+def test_a_last_step_that_breaks_the_model_is_diverged(fmnist_root):
+    # one step: ε = 1e30 makes the mean ~1e29 times the honest mean; the train loss of that
+    # step was computed before the update (finite), so only the evaluation can see it
+    r = run(spec(fmnist_root, defense="mean", attack="ipm", strength=1e30, steps=1, eval_every=1))
+    assert r["status"] == "diverged"
+    assert r["divergence"] == {"step": 1, "quantity": "test_loss"}
+    assert (
+        r["curve"]["train_loss"][0] < 10
+        and r["curve"]["test_loss"][0] != r["curve"]["test_loss"][0]
+    )
+
+
+def test_sanitised_defense_input_is_recorded(fmnist_root):
+    r = run(spec(fmnist_root, defense="mean", attack="inf", steps=3, eval_every=3))
+    # the f = 3 rows of +inf are replaced by +BIG at every step: no NaN, so the run is "ok",
+    # and the JSON says why it learned nothing
+    assert r["defense_info"]["sanitized"] == {"rows": 9, "steps": [[1, 3]]}
+    clean = run(spec(fmnist_root, defense="mean", steps=3, eval_every=3))
+    assert clean["defense_info"]["sanitized"] == {"rows": 0, "steps": []}
+
+
+def test_sanitize_log_merges_consecutive_steps():
+    from byzstress.training import SanitizeLog
+
+    log = SanitizeLog()
+    for step in (1, 2, 3, 7, 9, 10):
+        log.add(step, 2)
+    assert log.as_dict() == {"rows": 12, "steps": [[1, 3], [7, 7], [9, 10]]}
+    assert SanitizeLog.from_dict(log.as_dict()) == log
 
 
 def test_same_spec_and_seed_give_the_same_json(fmnist_root):

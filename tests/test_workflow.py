@@ -282,6 +282,20 @@ def test_schema_rejects_bad_configs(path, value, needle):
             "strength",
         ),
         (lambda c: c["definitions"]["tiny"]["train"].update(colour=1), "colour"),
+        (
+            lambda c: c["definitions"]["tiny"]["train"].update(lr=float("nan")),
+            "definitions.tiny.train.lr: must be a finite number",
+        ),
+        (
+            lambda c: c["definitions"]["tiny"]["attacks"].append(
+                {"name": "ipm", "strengths": [float("inf")]}
+            ),
+            "strengths[0]: must be a finite number",
+        ),
+        (
+            lambda c: c["definitions"]["tiny"]["defenses"].append("cclip[tau=inf]"),
+            "tau: must be a finite number",
+        ),
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, mutate, needle):

@@ -7,10 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CORES=${CORES:-2}
 for slice in core local options strengths momentum0 mild heavy; do
-  mapfile -t runs < <(byzstress runs sensitivity --slice "$slice")
+  mapfile -t runs < <(python workflow/scripts/byzstress.py runs sensitivity --slice "$slice")
   snakemake --cores "$CORES" --config 'studies=[sensitivity]' -- "${runs[@]}"
 done
 snakemake --cores "$CORES" --config 'studies=[sensitivity]'
 out=results/sensitivity
-cp "$out"/{runs.csv,table1.md,table1.csv,leaderboard.md,curves.png} docs/sensitivity/
-cp "$out"/sensitivity/* docs/sensitivity/ 2>/dev/null || true
+cp "$out"/{runs.csv,table1.md,table1.csv,leaderboard.md,curves.png} "$out"/sensitivity-* docs/sensitivity/

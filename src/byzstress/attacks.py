@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .defenses import Defense
-from .grammar import parse
+from .grammar import check_param, parse
 
 __all__ = [
     "ATTACKS",
@@ -133,6 +133,9 @@ class Attack:
                 f"unknown parameter(s) {sorted(unknown)} for attack {self.names[0]!r}; "
                 f"allowed: {', '.join(sorted(allowed))}"
             )
+        for key, value in params.items():
+            if key in self.defaults:
+                check_param(self.names[0], key, value, self.defaults[key])
         self.params = {**self.defaults, **params}
         self.knowledge = str(self.params.pop("knowledge", "omniscient")).lower()
         if self.knowledge not in KNOWLEDGE:
@@ -150,8 +153,23 @@ class Attack:
         elif self.strength is not None:
             if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
                 raise ValueError(f"strength must be a number, got {self.strength!r}")
+            if not math.isfinite(self.strength):
+                raise ValueError(f"strength must be a finite number, got {self.strength!r}")
             self.strength = float(self.strength)
         self.last_strength: float | None = None
+        self.check()
+
+    def check(self) -> None:
+        """Validate the parameters; raise ``ValueError`` naming the key and valid values."""
+        if "auto_lo" in self.params:
+            lo, hi = float(self.params["auto_lo"]), float(self.params["auto_hi"])
+            if not 0 < lo < hi:
+                raise ValueError(f"{self.names[0]}: need 0 < auto_lo < auto_hi, got {lo}, {hi}")
+            if self.params["auto_grid"] < 2 or self.params["auto_refine"] < 0:
+                raise ValueError(
+                    f"{self.names[0]}: need auto_grid >= 2 and auto_refine >= 0, got "
+                    f"{self.params['auto_grid']}, {self.params['auto_refine']}"
+                )
 
     @property
     def uses_own_vectors(self) -> bool:
@@ -249,8 +267,7 @@ class NoAttack(Attack):
     defaults: ClassVar[dict[str, Any]] = {"senders": "all"}
     needs_byz_grads = True  # under senders=all; uses_own_vectors says it per instance
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+    def check(self) -> None:
         if self.params["senders"] not in BASELINES:
             raise ValueError(
                 f"senders {self.params['senders']!r} invalid for 'none'; "
@@ -284,8 +301,8 @@ class ALIE(Attack):
     defaults: ClassVar[dict[str, Any]] = {"sign": -1, "zrule": "karimireddy", **_AUTO_DEFAULTS}
     has_strength = supports_auto = True
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+    def check(self) -> None:
+        super().check()
         if self.params["zrule"] not in Z_RULES:
             raise ValueError(
                 f"zrule {self.params['zrule']!r} invalid for 'alie'; valid: {', '.join(Z_RULES)}"
@@ -348,6 +365,19 @@ class _Shejwalkar(Attack):
     """
 
     defaults: ClassVar[dict[str, Any]] = {"dir": "std", "gamma0": 10.0, "tol": 1e-5}
+    DIRECTIONS = ("std", "unit", "sign")
+
+    def check(self) -> None:
+        if self.params["dir"] not in self.DIRECTIONS:
+            raise ValueError(
+                f"{self.names[0]}: dir {self.params['dir']!r} invalid; valid: "
+                f"{', '.join(self.DIRECTIONS)}"
+            )
+        if not self.params["gamma0"] > 0 or not self.params["tol"] > 0:
+            raise ValueError(
+                f"{self.names[0]}: need gamma0 > 0 and tol > 0, got "
+                f"{self.params['gamma0']}, {self.params['tol']}"
+            )
 
     def direction(self, known: Tensor) -> Tensor:
         mu, sigma = mean_std(known)
@@ -441,8 +471,8 @@ class MinSum(_Shejwalkar):
     names = ("minsum",)
     defaults: ClassVar[dict[str, Any]] = {**_Shejwalkar.defaults, "bound": "max"}
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
+    def check(self) -> None:
+        super().check()
         if self.params["bound"] not in MINSUM_BOUNDS:
             raise ValueError(
                 f"bound {self.params['bound']!r} invalid for 'minsum'; "
@@ -464,6 +494,10 @@ class Mimic(Attack):
 
     names = ("mimic",)
     defaults: ClassVar[dict[str, Any]] = {"target": 0}
+
+    def check(self) -> None:
+        if self.params["target"] < 0:
+            raise ValueError(f"mimic: target must be >= 0, got {self.params['target']}")
 
     def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
         return _same(ctx.f, ctx.known[int(self.params["target"])])

@@ -109,7 +109,8 @@ def _spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .data import DataNotFoundError
-    from .training import run
+    from .runner import run
+    from .storage import WriteError
 
     spec = _spec_from_args(args)
     ckpt = args.checkpoint
@@ -120,6 +121,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except DataNotFoundError as err:
         print(f"byzstress train: error: {err}", file=sys.stderr)
         return 3
+    except WriteError as err:
+        print(
+            f"byzstress train: error: {err.strerror}; nothing partial was written, and a "
+            "rerun resumes from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 4
     print(
         f"{result['status']}: max_acc={result['max_acc']:.4f} final_acc={result['final_acc']:.4f} "
         f"steps={result['steps_done']} {result['steps_per_sec']:.2f} steps/s on {result['device']}"

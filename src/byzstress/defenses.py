@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .grammar import Spec, parse
+from .grammar import Spec, check_param, parse
 
 BIG = 1e15
 # Relative tolerance under which two selection scores count as tied (float32 rounding of
@@ -54,13 +54,16 @@ __all__ = [
 ]
 
 
-def sanitize(x: Tensor) -> Tensor:
+def sanitize(x: Tensor) -> tuple[Tensor, int]:
     """Map NaN to ``+BIG`` and ±Inf (and anything beyond) to ``±BIG``; ``x`` itself when
-    it is already in range (one min/max pass, which NaN also fails, instead of a copy)."""
+    it is already in range (one min/max pass, which NaN also fails, instead of a copy).
+    Also returns how many rows had such entries (0 on the fast path)."""
     lo, hi = torch.aminmax(x)
     if bool((lo >= -BIG) & (hi <= BIG)):  # one device read
-        return x
-    return torch.nan_to_num(x, nan=BIG, posinf=BIG, neginf=-BIG).clamp(-BIG, BIG)
+        return x, 0
+    bad = ~((x >= -BIG) & (x <= BIG))  # NaN fails both comparisons
+    rows = int(bad.any(1).sum())
+    return torch.nan_to_num(x, nan=BIG, posinf=BIG, neginf=-BIG).clamp(-BIG, BIG), rows
 
 
 def pairwise_sq_dists(x: Tensor) -> Tensor:
@@ -198,6 +201,8 @@ class Component:
             raise ValueError(
                 f"unknown parameter(s) {sorted(unknown)} for {self.names[0]!r}; allowed: {allowed}"
             )
+        for key, value in params.items():
+            check_param(self.names[0], key, value, self.defaults[key])
         self.n, self.f = n, f
         self.params = {**self.defaults, **params}
         self.info: dict[str, float] = {}
@@ -364,6 +369,8 @@ class GeometricMedian(Rule):
             raise ValueError(f"rfa: need 1 <= min_iters <= iters, got {self.params}")
         if self.params["nu"] <= 0:
             raise ValueError(f"rfa: nu must be > 0, got {self.params['nu']}")
+        if self.params["tol"] < 0:
+            raise ValueError(f"rfa: tol must be >= 0, got {self.params['tol']}")
 
     def __call__(self, x: Tensor) -> Tensor:
         nu, tol = float(self.params["nu"]), float(self.params["tol"])
@@ -424,6 +431,9 @@ class MultiKrum(Rule):
 
     def check(self) -> None:
         _need_honest_majority(self, extra=2)
+        m = self.params["m"]
+        if m is not None and not 1 <= m <= self.n:
+            raise ValueError(f"multikrum: m must be in [1, n={self.n}], got {m}")
 
     def __call__(self, x: Tensor) -> Tensor:
         return x[self._selected(x)].mean(0)
@@ -502,6 +512,8 @@ class MDA(Rule):
 
     def check(self) -> None:
         _need_honest_majority(self)
+        if self.params["max_subsets"] < 1:
+            raise ValueError(f"mda: max_subsets must be >= 1, got {self.params['max_subsets']}")
         count = math.comb(self.n, self.f)
         if count > self.params["max_subsets"]:
             raise ValueError(
@@ -566,6 +578,11 @@ class MoNNA(Rule):
 
     def check(self) -> None:
         _need_honest_majority(self)
+        if not 0 <= self.params["pivot"] < self.n - self.f:
+            raise ValueError(
+                f"monna: pivot must be an honest index in [0, n - f = {self.n - self.f}), "
+                f"got {self.params['pivot']}"
+            )
 
     def __call__(self, x: Tensor) -> Tensor:
         p = int(self.params["pivot"])
@@ -673,6 +690,7 @@ class Defense:
         self.generator = torch.Generator().manual_seed(seed)
         self.rule_input: Tensor | None = None  # kept only while ``tracing``
         self.tracing = False
+        self.last_sanitized = 0  # rows the last call had to sanitise
 
     @property
     def stateful(self) -> bool:
@@ -683,7 +701,7 @@ class Defense:
         return self.rule.info
 
     def __call__(self, x: Tensor) -> Tensor:
-        x = sanitize(x)
+        x, self.last_sanitized = sanitize(x)
         for p in self.pre:
             x = p(x, self.generator)
         self.rule_input = x if self.tracing else None

@@ -13,6 +13,7 @@ parsed as int, float, bool (``true``/``false``) or left as lower-case strings.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -44,15 +45,18 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _value(text: str) -> int | float | bool | str:
+def _value(key: str, text: str) -> int | float | bool | str:
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
     for cast in (int, float):
         try:
-            return cast(text)
+            value = cast(text)
         except ValueError:
-            pass
+            continue
+        if not math.isfinite(value):  # inf, nan, 1e400
+            raise ValueError(f"{key}: must be a finite number, got {text!r}")
+        return value
     return low
 
 
@@ -101,7 +105,9 @@ def _parse_spec(tokens: list[str], text: str) -> tuple[Spec, list[str]]:
             tokens = _expect(tokens, "=", text)
             if not tokens:
                 raise ValueError(f"missing value for {key!r} in spec {text!r}")
-            params[key], tokens = _value(tokens[0]), tokens[1:]
+            if key in params:
+                raise ValueError(f"{key}: given twice in spec {text!r}")
+            params[key], tokens = _value(key, tokens[0]), tokens[1:]
             if tokens and tokens[0] == ",":
                 tokens = tokens[1:]
                 continue
@@ -124,3 +130,20 @@ def slug(text: str) -> str:
     """A file-name-safe, stable slug of a spec: ``trMean(NNM)`` -> ``trmean-nnm``."""
     s = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
     return s or "none"
+
+
+def check_param(owner: str, key: str, value: object, default: object) -> None:
+    """Raise ``ValueError`` unless ``value`` has the type of the parameter's ``default``:
+    a boolean, an integer, a finite number, a string, or (default ``None``) an integer."""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int) or default is None:
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        ok = ok or (default is None and value is None)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok, kind = ok and math.isfinite(float(value)), "a finite number"  # type: ignore[arg-type]
+    else:
+        ok, kind = isinstance(value, str), "a word"
+    if not ok:
+        raise ValueError(f"{owner}: {key} must be {kind}, got {value!r}")

@@ -258,8 +258,10 @@ def _number(
 ) -> None:
     if isinstance(value, str):
         raise SpecError(f"{key}: must be a number, got the string {value!r}{_yaml_hint(value)}")
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(f"{key}: must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise SpecError(f"{key}: must be a finite number, got {value!r}")
     lo_ok = lo is None or (value > lo if lo_open else value >= lo)
     hi_ok = hi is None or (value < hi if hi_open else value <= hi)
     if not (lo_ok and hi_ok):

@@ -18,7 +18,9 @@ from typing import IO, Any
 import torch
 
 __all__ = [
+    "WriteError",
     "atomic_write",
+    "check_writable",
     "load_checkpoint",
     "remove_stale_temps",
     "save_checkpoint",
@@ -27,21 +29,35 @@ __all__ = [
 ]
 
 
+class WriteError(OSError):
+    """A result or checkpoint could not be written (read-only folder, full disk, ...); the
+    message names the file. Nothing partial is left behind."""
+
+
 def _temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(fileobj)`` on a temporary file and atomically move it to ``path``."""
+    """Call ``write(fileobj)`` on a temporary file and atomically move it to ``path``.
+
+    Raises :class:`WriteError` (naming ``path``) when the folder cannot be created or
+    written; the temporary file is removed and ``path`` keeps its previous content."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise WriteError(err.errno, f"cannot write {str(path)!r}: {err.strerror or err}") from err
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(err.errno, f"cannot write {str(path)!r}: {err.strerror or err}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -50,6 +66,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail early, before any training, when ``path``'s folder cannot take a new file:
+    create and delete a temporary file there (raises :class:`WriteError`)."""
+    atomic_write(Path(path).with_name(Path(path).name + ".probe"), lambda fh: None)
+    Path(path).with_name(Path(path).name + ".probe").unlink(missing_ok=True)
 
 
 def remove_stale_temps(path: str | Path) -> list[Path]:

@@ -26,7 +26,15 @@ from typing import Any
 
 from .grammar import slug
 
-__all__ = ["Run", "StudyError", "cli_args", "expand_study", "fmt_number", "selected_studies"]
+__all__ = [
+    "Run",
+    "StudyError",
+    "check_finite",
+    "cli_args",
+    "expand_study",
+    "fmt_number",
+    "selected_studies",
+]
 
 AXES = ("beta", "attack", "strength", "knowledge", "defense", "seed")
 # Run-spec keys that are not training knobs of a study (set elsewhere, or per machine).
@@ -80,6 +88,19 @@ class Run:
 
     def path(self, results: str) -> str:
         return f"{results}/{self.study}/runs/{self.key}.json"
+
+
+def check_finite(node: Any, where: str = "config") -> None:
+    """Raise :class:`StudyError` naming the first NaN or ±Inf anywhere in the config (YAML's
+    ``.nan``/``.inf``, or ``1e400``): JSON-schema bounds let NaN through."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise StudyError(f"{where}: must be a finite number, got {node!r}")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            check_finite(value, f"{where}.{key}" if where != "config" else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_finite(value, f"{where}[{i}]")
 
 
 def selected_studies(config: dict[str, Any]) -> list[str]:

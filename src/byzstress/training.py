@@ -18,26 +18,27 @@ server step is one in-place ``sub_`` and the momentum buffers are one ``[m, d]``
 
 from __future__ import annotations
 
-import os
-import platform
-import socket
-import statistics
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from . import __version__, attacks, data, defenses, gradients, models
+from . import attacks, data, defenses, gradients, models
 from .attacks import AttackContext
 from .partition import PaddedShares, client_shares
 from .spec import RunSpec
 
-__all__ = ["FlatModel", "Simulator", "resolve_device", "result_json", "run", "update_momentum"]
+__all__ = [
+    "DIAGNOSTICS",
+    "FlatModel",
+    "Simulator",
+    "diagnostics",
+    "resolve_device",
+    "update_momentum",
+]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,30 +95,27 @@ class FlatModel:
 
 
 @dataclass
-class Curve:
-    """The run's metrics at each evaluation; ``diagnostics`` (:data:`DIAGNOSTICS`, one list
-    per key) at the scheduled evaluations, at ``diag_step``."""
+class SanitizeLog:
+    """Which steps' defense input held non-finite or huge entries that the defense replaced
+    (:func:`byzstress.defenses.sanitize`): ``rows`` in all, and the steps as ``[first, last]``
+    ranges, so that a reader can tell sanitising from learning."""
 
-    step: list[int]
-    test_acc: list[float]
-    test_loss: list[float]
-    train_loss: list[float]
-    diag_step: list[int] = field(default_factory=list)
-    diagnostics: dict[str, list[float | None]] = field(default_factory=dict)
+    rows: int = 0
+    steps: list[list[int]] = field(default_factory=list)
 
-    @classmethod
-    def empty(cls) -> Curve:
-        return cls([], [], [], [])
-
-    def add_diagnostics(self, step: int, values: dict[str, float | None]) -> None:
-        self.diag_step.append(step)
-        for key in DIAGNOSTICS:
-            self.diagnostics.setdefault(key, []).append(values.get(key))
+    def add(self, step: int, rows: int) -> None:
+        self.rows += rows
+        if self.steps and self.steps[-1][1] == step - 1:
+            self.steps[-1][1] = step
+        else:
+            self.steps.append([step, step])
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: list(v) for k, v in self.__dict__.items() if k != "diagnostics"}
-        out["diagnostics"] = {k: list(v) for k, v in self.diagnostics.items()}
-        return out
+        return {"rows": self.rows, "steps": [list(r) for r in self.steps]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> SanitizeLog:
+        return cls() if not d else cls(int(d["rows"]), [list(r) for r in d["steps"]])
 
 
 class Simulator:
@@ -175,6 +173,7 @@ class Simulator:
         self.step_idx = 0
         self.strengths: list[float] = []
         self.last_diagnostics: dict[str, float | None] | None = None
+        self.sanitized = SanitizeLog()
 
         self.grads = gradients.build(
             self.model.module,
@@ -225,8 +224,11 @@ class Simulator:
         """Attack, defense and model update from the clients' momentum vectors ``[m, d]``
         (``self.momentum``, the first rows of ``self.submitted``).
 
-        Returns the honest clients' mean train loss and whether the aggregate is finite, as
+        Returns the honest clients' mean train loss and whether it and the aggregate are
+        finite, as
         device tensors: reading them waits for the device, so callers batch that read.
+        Steps whose input the defense had to sanitise (non-finite or huge entries) are
+        recorded in :attr:`sanitized`.
         With ``diagnose``, :attr:`last_diagnostics` describes this step (:func:`diagnostics`).
         """
         s = self.spec
@@ -258,6 +260,8 @@ class Simulator:
             byz[self.h :] = 1.0
             self.last_diagnostics = diagnostics(honest, agg, self.defense, byz)
         self.defense.tracing = False
+        if self.defense.last_sanitized:
+            self.sanitized.add(self.step_idx + 1, self.defense.last_sanitized)
         self.model.theta.sub_(agg, alpha=self.lr_at(self.step_idx))
         self.step_idx += 1
         train_loss = losses[: self.h].mean()
@@ -291,6 +295,7 @@ class Simulator:
             "data_gen": self.data_gen.get_state(),
             "attack_gen": self.attack_gen.get_state(),
             "strengths": list(self.strengths),
+            "sanitized": self.sanitized.as_dict(),
         }
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
@@ -304,6 +309,7 @@ class Simulator:
         self.data_gen.set_state(st["data_gen"])
         self.attack_gen.set_state(st["attack_gen"])
         self.strengths = list(st["strengths"])
+        self.sanitized = SanitizeLog.from_dict(st.get("sanitized"))
 
 
 DIAGNOSTICS = (
@@ -340,98 +346,3 @@ def diagnostics(
     out: dict[str, float | None] = dict(zip(DIAGNOSTICS[:3], vals, strict=True))
     out.update(defense.diagnose(byzantine))
     return out
-
-
-def _versions() -> dict[str, str]:
-    import torchvision
-
-    return {
-        "byzstress": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _summary(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
-def result_json(
-    spec: RunSpec,
-    sim: Simulator,
-    curve: Curve,
-    status: str,
-    *,
-    wall_time: float,
-    train_time: float,
-    eval_time: float,
-    resumed_from: int | None,
-) -> dict[str, Any]:
-    """The run's JSON: its spec, curve, summary metrics, timings and environment."""
-    s = sim.spec
-    steps_done = sim.step_idx
-    accs = [a for a in curve.test_acc if a == a]
-    resolved = s.to_dict()
-    resolved["strength"] = sim.attack.resolved_strength(s.n, s.f)
-    result: dict[str, Any] = {
-        "schema": 1,
-        "spec": spec.to_dict(),
-        "resolved": resolved,
-        "status": status,
-        "steps_done": steps_done,
-        "max_acc": max(accs) if accs else None,
-        "final_acc": curve.test_acc[-1] if curve.test_acc else None,
-        "curve": {k: curve.as_dict()[k] for k in ("step", "test_acc", "test_loss", "train_loss")},
-        "strength_summary": _summary(sim.strengths),
-        "strength_trace": sim.strengths
-        if isinstance(resolved["strength"], str) or s.attack.startswith(("minmax", "minsum"))
-        else None,
-        "defense_info": sim.defense.info,
-        "defense_radius_scale": s.radius_scale(),
-        "diagnostics": {"step": curve.diag_step, **curve.diagnostics},
-        "share_sizes": {"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
-        "param_count": sim.model.dim,
-        "grad_engine": sim.grads.name,
-        "wall_time_s": wall_time,
-        "train_time_s": train_time,
-        "eval_time_s": eval_time,
-        "steps_per_sec": steps_done / train_time if train_time > 0 else None,
-        "resumed_from_step": resumed_from,
-        "device": str(sim.device),
-        "device_name": torch.cuda.get_device_name(sim.device)
-        if sim.device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "versions": _versions(),
-        "hostname": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "slurm_array": {
-            k: os.environ[f"SLURM_ARRAY_{k.upper()}"]
-            for k in ("job_id", "task_id")
-            if f"SLURM_ARRAY_{k.upper()}" in os.environ
-        }
-        or None,
-    }
-    return result
-
-
-def run(
-    spec: RunSpec,
-    out: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """Train one run; write its JSON atomically to ``out`` (if given) and return it.
-
-    With ``checkpoint`` and ``spec.checkpoint_every > 0`` the state is saved every that many
-    steps; an existing checkpoint of the same spec is resumed from, and deleted at the end.
-    A batch of one: :func:`byzstress.batch.run_batch` holds the loop.
-    """
-    from .batch import run_batch  # batch builds on this module
-
-    return run_batch([spec], [out], checkpoint, progress)[0]

@@ -12,6 +12,7 @@ sys.path.insert(0, SRC)
 
 from byzstress.study import (
     StudyError,
+    check_finite,
     cli_args,
     expand_study,
     selected_studies,
@@ -34,6 +35,7 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     )
 
 try:
+    check_finite(config)
     STUDIES = selected_studies(config)
     RUNS = {s: expand_study(s, config["definitions"][s], config) for s in STUDIES}
 except StudyError as err:

@@ -489,6 +489,19 @@ BYZFL_DEVIATIONS = [
 ]
 
 
+def byzfl_common(s: RunSpec, device: str) -> dict[str, Any]:
+    """The settings every ByzFL ``Client`` and its ``Server`` share for a byzstress spec."""
+    return {
+        "model_name": "cnn_mnist",
+        "device": device,
+        "optimizer_name": "SGD",
+        "learning_rate": float(s.lr),
+        "weight_decay": float(s.weight_decay),
+        "milestones": [],
+        "learning_rate_decay": 1.0,
+    }
+
+
 class ByzflStep:
     """ByzFL 0.0.11's framework loop (DSGD) for the same setting."""
 
@@ -526,15 +539,7 @@ class ByzflStep:
                 break
         self.split_sizes = [len(dl.dataset) for dl in loaders]
         torch.manual_seed(s.seed)
-        common = {
-            "model_name": "cnn_mnist",
-            "device": dev,
-            "optimizer_name": "SGD",
-            "learning_rate": float(s.lr),
-            "weight_decay": float(s.weight_decay),
-            "milestones": [],
-            "learning_rate_decay": 1.0,
-        }
+        common = byzfl_common(s, dev)
         self.clients = [
             Client(
                 {

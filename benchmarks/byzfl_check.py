@@ -263,15 +263,7 @@ class ByzflRun:
         loaders = self._train_loaders(train, ref.shares, s.batch_size, s.seed, batches, data_gen)
 
         dev = self.device.type
-        common = {
-            "model_name": "cnn_mnist",
-            "device": dev,
-            "optimizer_name": "SGD",
-            "learning_rate": float(s.lr),
-            "weight_decay": float(s.weight_decay),
-            "milestones": [],
-            "learning_rate_decay": 1.0,
-        }
+        common = bs.byzfl_common(s, dev)
         self.server = Server(
             {**common, "test_loader": test_loader, "aggregator_info": agg, "pre_agg_list": pre}
         )

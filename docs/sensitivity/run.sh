@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CORES=${CORES:-2}
-for slice in core local options strengths momentum0 mild heavy; do
+for slice in core local options strengths alie2 momentum0 mild; do
   mapfile -t runs < <(python workflow/scripts/byzstress.py runs sensitivity --slice "$slice")
   snakemake --cores "$CORES" --config 'studies=[sensitivity]' -- "${runs[@]}"
 done

@@ -29,7 +29,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .reporting import NO_ATTACK, _save_fig, _write_csv, _write_text, read_tidy, summarise
@@ -50,6 +49,16 @@ def _base_label(label: str) -> str:
     return label.removesuffix(", local")
 
 
+def _knobs_label(runs: pd.DataFrame, variant: str) -> str:
+    """``momentum=0.9 ema`` plus the variant's other knobs (``n=30``), from the runs."""
+    parts = []
+    if {"momentum", "momentum_form"} <= set(runs.columns) and len(runs):
+        first = runs.iloc[0]
+        parts.append(f"momentum={float(first['momentum']):g} {first['momentum_form']}")
+    parts += [p for p in variant.split(", ") if p and not p.startswith("momentum")]
+    return ", ".join(parts)
+
+
 def settings_frame(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     """The summary over seeds with a ``setting`` and an ``attack_base`` column; each
     setting gets a copy of its baseline rows (``No attack``)."""
@@ -59,10 +68,9 @@ def settings_frame(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     for (beta, variant), grp in s.groupby(["beta", "variant"], sort=False):
         base = grp[grp["attack_label"].str.startswith(NO_ATTACK)]
         attacked = grp[~grp["attack_label"].str.startswith(NO_ATTACK)]
+        knobs = _knobs_label(df[(df["beta"] == beta) & (df["variant"] == variant)], variant)
         for knowledge, att in attacked.groupby("knowledge", sort=False):
-            name = ", ".join(
-                p for p in (f"β={beta}", variant or "momentum=0.9 (ema)", knowledge) if p
-            )
+            name = ", ".join(p for p in (f"β={beta}", knobs, knowledge) if p)
             out.append(pd.concat([base, att]).assign(setting=name))
     if not out:
         return s.assign(setting="")[:0]
@@ -260,35 +268,20 @@ def _diagnostic_curves(runs: list[Path]) -> pd.DataFrame:
         r = json.loads(Path(p).read_text())
         s, d = r["spec"], r.get("diagnostics") or {}
         label = attack_label(s["attack"], s["strength"], s["knowledge"], r["resolved"]["strength"])
+        run = {
+            "path": str(p),
+            "defense": s["defense"],
+            "attack": label,
+            "beta": str(s["beta"]),
+            "momentum": r["resolved"]["momentum"],
+        }
         for i, step in enumerate(d.get("step", [])):
             for key in ("rel_err", "cos", "rule_byz_share"):
                 v = d[key][i]
-                rows.append(
-                    {
-                        "path": str(p),
-                        "defense": s["defense"],
-                        "attack": label,
-                        "beta": str(s["beta"]),
-                        "momentum": r["resolved"]["momentum"],
-                        "step": step,
-                        "diagnostic": key,
-                        "value": np.nan if v is None else v,
-                    }
-                )
+                rows.append({**run, "step": step, "diagnostic": key, "value": v})
         for step, acc in zip(r["curve"]["step"], r["curve"]["test_acc"], strict=True):
-            rows.append(
-                {
-                    "path": str(p),
-                    "defense": s["defense"],
-                    "attack": label,
-                    "beta": str(s["beta"]),
-                    "momentum": r["resolved"]["momentum"],
-                    "step": step,
-                    "diagnostic": "test_acc",
-                    "value": acc * 100,
-                }
-            )
-    return pd.DataFrame(rows)
+            rows.append({**run, "step": step, "diagnostic": "test_acc", "value": acc * 100})
+    return pd.DataFrame(rows).astype({"value": float})  # None (not applicable) -> NaN
 
 
 def diagnostics_figure(curves: pd.DataFrame):

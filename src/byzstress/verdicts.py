@@ -314,8 +314,9 @@ def diagnostics_figure(curves: pd.DataFrame):
 
 def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> None:
     """Write ``PREFIX-claims.{csv,md}``, ``PREFIX-diagnostics.{csv,md}`` and the figures
-    ``PREFIX-diagnostics.png`` (β=0.1, momentum 0.9, omniscient attacks and the baseline)
-    and ``PREFIX-baseline.png`` (no-attack accuracy over steps: has training plateaued?)."""
+    ``PREFIX-diagnostics.png`` (the setting with the most omniscient runs: every attack and
+    the baseline over steps) and ``PREFIX-baseline.png`` (no-attack accuracy over steps: has
+    training plateaued?)."""
     df = read_tidy(csv)
     c = claims(df, metric)
     _write_csv(Path(f"{prefix}-claims.csv"), c)
@@ -325,10 +326,11 @@ def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> N
     _write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t))
 
     curves = _diagnostic_curves(runs)
-    main = df[(df["variant"] == "") & (df["knowledge"] == "omniscient")]
-    keep = set(main["path"]) & set(curves["path"])
-    first_beta = sorted(main["beta"].unique())[0] if len(main) else None
-    sel = curves[curves["path"].isin(keep) & (curves["beta"] == first_beta)]
+    # the figure shows the largest (β, variant) group of omniscient runs and its baseline
+    omni = df[df["knowledge"] == "omniscient"]
+    beta, variant = omni.groupby(["beta", "variant"]).size().idxmax()
+    main = omni[(omni["beta"] == beta) & (omni["variant"] == variant)]
+    sel = curves[curves["path"].isin(set(main["path"]))]
     _save_fig(diagnostics_figure(sel), [Path(f"{prefix}-diagnostics.png")])
 
     import matplotlib

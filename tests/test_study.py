@@ -100,6 +100,10 @@ def test_slices_are_a_union_with_shared_runs_trained_once():
     ]
     with pytest.raises(StudyError, match="no slice named 'fat'; slices: main, thin"):
         expand_study("s", study, {}, only="fat")
+    clash = copy.deepcopy(study)
+    clash["slices"][1]["attacks"] = [{"name": "NONE"}]
+    with pytest.raises(StudyError, match=r"two slices map .* to different specs"):
+        expand_study("s", clash, {})
     study["slices"][1]["colour"] = 1
     with pytest.raises(StudyError, match=r"slices\[1\]: unknown key\(s\) \['colour'\]"):
         expand_study("s", study, {})

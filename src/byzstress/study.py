@@ -69,14 +69,8 @@ class Run:
 
     @property
     def wildcards(self) -> dict[str, str]:
-        return {
-            "study": self.study,
-            "beta": self.beta,
-            "attack": self.attack,
-            "strength": self.strength,
-            "defense": self.defense,
-            "seed": self.seed,
-        }
+        """The train rule's wildcards (``workflow/rules/train.smk``)."""
+        return {"study": self.study, "run": self.key}
 
     @property
     def key(self) -> str:
@@ -244,13 +238,14 @@ def expand_study(
     seen: dict[str, Run] = {}
     for suffix, part in parts:
         for run in _expand_matrix(name, f"definitions.{name}{suffix}", part, config):
-            key = run.key
-            if key in seen:
-                if seen[key].spec != run.spec:  # pragma: no cover - same path, same spec
-                    raise StudyError(f"definitions.{name}: two slices map {key} to different runs")
-                continue
-            seen[key] = run
-            runs.append(run)
+            if run.key not in seen:
+                seen[run.key] = run
+                runs.append(run)
+            elif seen[run.key].spec != run.spec:  # e.g. "MinSum" in one slice, "minsum" in another
+                raise StudyError(
+                    f"definitions.{name}: two slices map {run.key} to different specs; "
+                    "spell the attack or defense the same way in both"
+                )
     return runs
 
 

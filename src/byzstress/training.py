@@ -225,11 +225,10 @@ class Simulator:
         (``self.momentum``, the first rows of ``self.submitted``).
 
         Returns the honest clients' mean train loss and whether it and the aggregate are
-        finite, as
-        device tensors: reading them waits for the device, so callers batch that read.
-        Steps whose input the defense had to sanitise (non-finite or huge entries) are
-        recorded in :attr:`sanitized`.
-        With ``diagnose``, :attr:`last_diagnostics` describes this step (:func:`diagnostics`).
+        finite, as device tensors: reading them waits for the device, so callers batch that
+        read. Steps whose input the defense had to sanitise (non-finite or huge entries) are
+        recorded in :attr:`sanitized`. With ``diagnose``, :attr:`last_diagnostics` describes
+        this step (:func:`diagnostics`).
         """
         s = self.spec
         mom = self.momentum

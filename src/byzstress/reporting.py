@@ -18,6 +18,7 @@ import pandas as pd
 from . import paper
 from .attacks import alie_default_z
 from .grammar import parse
+from .spec import RunSpec
 from .storage import atomic_write
 
 __all__ = [
@@ -103,6 +104,7 @@ KNOBS = (
     "min_samples",
     "augment",
 )
+DEFAULTS = RunSpec().to_dict()
 # Per-run means over the evaluations of the diagnostics the run JSON records.
 DIAG_COLUMNS = (
     "rel_err",
@@ -143,7 +145,8 @@ def collect(paths: list[Path]) -> pd.DataFrame:
         strength = res.get("strength")
         rows.append(
             {
-                **{k: res.get(k, s.get(k)) for k in KNOBS},
+                # a knob missing from an older JSON had its default then
+                **{k: res.get(k, s.get(k, DEFAULTS.get(k))) for k in KNOBS},
                 "dataset": s["dataset"],
                 "model": res["model"],
                 "n": s["n"],

@@ -87,11 +87,11 @@ def test_interrupted_batch_resumes_from_its_checkpoint(fmnist_root, tmp_path, mo
     calls = {"n": 0}
     original = SimulatorBatch.step
 
-    def dying_step(self, active):
+    def dying_step(self, active, diagnose=False):
         calls["n"] += 1
         if calls["n"] == 4:  # after the checkpoint of step 2... and 3 done
             raise KeyboardInterrupt
-        return original(self, active)
+        return original(self, active, diagnose)
 
     monkeypatch.setattr(SimulatorBatch, "step", dying_step)
     with pytest.raises(KeyboardInterrupt):
@@ -103,6 +103,7 @@ def test_interrupted_batch_resumes_from_its_checkpoint(fmnist_root, tmp_path, mo
     for a, b in zip(ref, resumed, strict=True):
         assert b["resumed_from_step"] == 2
         assert b["curve"] == a["curve"]
+        assert b["diagnostics"] == a["diagnostics"]  # also those of the steps before the kill
 
 
 def test_only_seed_and_beta_may_differ(fmnist_root):

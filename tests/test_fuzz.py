@@ -364,3 +364,11 @@ def test_schema_and_python_agree_on_every_bound(key, schema_ok, values, repo_roo
         except SpecError as err:
             by_python = "need f < n/2" in str(err)  # a cross-key rule, not a bound
         assert by_schema == by_python, (key, value, by_schema, by_python)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-1", "0", "1.5", "half"])
+def test_calibration_fraction_flag_refuses_bad_numbers(text, tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["calibration", str(tmp_path / "runs.csv"), "--out-prefix", "x", "--fraction", text])
+    assert err.value.code == 2
+    assert "--fraction" in capsys.readouterr().err

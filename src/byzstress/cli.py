@@ -176,6 +176,14 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    """A number in (0, 1] (argparse reports the ValueError with the flag's name)."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
 def _add_reporting(sub: argparse._SubParsersAction) -> None:
     from . import reporting
 
@@ -213,7 +221,7 @@ def _add_reporting(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-prefix", type=Path, required=True, help="PREFIX.{csv,md}")
     p.add_argument(
         "--fraction",
-        type=float,
+        type=_fraction,
         default=0.5,
         help="breaking = max accuracy below this fraction of the no-attack accuracy",
     )

@@ -53,6 +53,10 @@ METRIC_TEXT = {
 }
 
 
+def _metric_note(metric: str) -> str:
+    return f"Accuracies (%): {METRIC_TEXT.get(metric, metric)}, mean over seeds."
+
+
 def _num(x: float) -> str:
     return f"{x:g}"
 
@@ -522,6 +526,7 @@ def leaderboard_cmd(csv: Path, prefix: Path, metric: str) -> None:
             f"{r['worst_std']:.2f} | {r['worst_attack']} | {r['no_attack']:.2f} | "
             f"{r['drop']:.2f} |"
         )
+    lines += ["", _metric_note(metric)]
     _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
     acc = lb.pivot(index="defense", columns="beta", values="worst_case")
     who = lb.pivot(index="defense", columns="beta", values="worst_attack")
@@ -607,4 +612,5 @@ def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> No
             f"{r['iid_default_strength']:g} ({r['acc_at_iid_default']:.2f}) | "
             f"{r['acc_at_auto']:.2f} |"
         )
+    lines += ["", _metric_note(metric)]
     _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")

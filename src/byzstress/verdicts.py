@@ -31,7 +31,15 @@ from typing import Any
 
 import pandas as pd
 
-from .reporting import NO_ATTACK, _save_fig, _write_csv, _write_text, read_tidy, summarise
+from .reporting import (
+    METRIC_TEXT,
+    NO_ATTACK,
+    _save_fig,
+    _write_csv,
+    _write_text,
+    read_tidy,
+    summarise,
+)
 
 __all__ = ["CLAIMS", "claims", "claims_markdown", "diagnostics_table", "sensitivity_cmd"]
 
@@ -180,7 +188,7 @@ def _summary(c: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def claims_markdown(c: pd.DataFrame) -> str:
+def claims_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
     summ = _summary(c)
     lines = [
         "| Claim | Setting | holds in | columns (✗: fails) |",
@@ -194,8 +202,9 @@ def claims_markdown(c: pd.DataFrame) -> str:
             )
     lines += [
         "",
-        "A column is one defense in one setting. Differences count when they exceed "
-        "max(1 point, 2 × the larger std over seeds); n = seeds per cell.",
+        "A column is one defense in one setting. Accuracies: "
+        f"{METRIC_TEXT.get(metric, metric)}, mean ± std over seeds (n = seeds per cell). "
+        "Differences count when they exceed max(1 point, 2 × the larger std over seeds).",
         "",
         "## Evidence per column",
         "",
@@ -223,7 +232,7 @@ def diagnostics_table(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame
     return out[cols].rename(columns={"mean": "acc_mean", "std": "acc_std"})
 
 
-def diagnostics_markdown(t: pd.DataFrame) -> str:
+def diagnostics_markdown(t: pd.DataFrame, metric: str = "max_acc") -> str:
     head = [
         "Setting",
         "Defense",
@@ -251,9 +260,11 @@ def diagnostics_markdown(t: pd.DataFrame) -> str:
         )
     lines += [
         "",
-        "Means over each run's evaluations, then over seeds. μ_h: the honest clients' mean "
-        "momentum; rows: the vectors the rule sees after the pre-aggregators (bucketing, "
-        "NNM); honest rows: those that stand for an honest input (NNM only).",
+        f"acc: {METRIC_TEXT.get(metric, metric)}, mean ± std over seeds. Diagnostics: means "
+        "over each "
+        "run's evaluations, then over seeds. μ_h: the honest clients' mean momentum; rows: "
+        "the vectors the rule sees after the pre-aggregators (bucketing, NNM); honest rows: "
+        "those that stand for an honest input (NNM only).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -320,10 +331,10 @@ def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> N
     df = read_tidy(csv)
     c = claims(df, metric)
     _write_csv(Path(f"{prefix}-claims.csv"), c)
-    _write_text(Path(f"{prefix}-claims.md"), claims_markdown(c))
+    _write_text(Path(f"{prefix}-claims.md"), claims_markdown(c, metric))
     t = diagnostics_table(df, metric)
     _write_csv(Path(f"{prefix}-diagnostics.csv"), t)
-    _write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t))
+    _write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t, metric))
 
     curves = _diagnostic_curves(runs)
     # the figure shows the largest (β, variant) group of omniscient runs and its baseline

@@ -129,14 +129,18 @@ def _diag_mean(run: dict[str, Any], key: str) -> float:
 def _variants(df: pd.DataFrame) -> pd.Series:
     """``momentum=0, momentum_form=heavy``: the knobs that vary across the runs, per run
     (empty when none varies)."""
-    varying = [k for k in KNOBS if k in df and df[k].astype(str).nunique() > 1]
+    text = df[[k for k in KNOBS if k in df]].map(_knob_text)
+    varying = [k for k in text.columns if text[k].nunique() > 1]
     if not varying:
         return pd.Series([""] * len(df), index=df.index, dtype=str)
-    return (
-        df[varying]
-        .astype(str)
-        .apply(lambda row: ", ".join(f"{k}={v}" for k, v in row.items()), axis=1)
-    )
+    return text[varying].apply(lambda row: ", ".join(f"{k}={v}" for k, v in row.items()), axis=1)
+
+
+def _knob_text(value: Any) -> str:
+    """``0.9``, ``0`` (not ``0.0``), ``ema``: how a knob's value reads in a label."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def collect(paths: list[Path]) -> pd.DataFrame:

@@ -12,4 +12,5 @@ for slice in core local options strengths alie2 momentum0 mild; do
 done
 snakemake --cores "$CORES" --config 'studies=[sensitivity]'
 out=results/sensitivity
-cp "$out"/{runs.csv,table1.md,table1.csv,leaderboard.md,curves.png} "$out"/sensitivity-* docs/sensitivity/
+cp "$out"/{runs.csv,table1.md,table1.csv,leaderboard.md,leaderboard.csv,leaderboard.png,curves.png} \
+  "$out"/sensitivity-* docs/sensitivity/

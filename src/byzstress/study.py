@@ -163,6 +163,8 @@ def _axes(where: str, axes: dict[str, Any]) -> list[list[tuple[str, Any]]]:
     if not isinstance(axes, dict):
         raise StudyError(f"{where}.axes: must map training knobs to lists of values")
     valid = sorted(set(spec_defaults()) - set(NOT_AXES))
+    if "f" in axes and "delta" in axes:
+        raise StudyError(f"{where}.axes: give either f or delta, not both")
     combos: list[list[tuple[str, Any]]] = [[]]
     for key in sorted(axes):
         values = axes[key]
@@ -173,8 +175,6 @@ def _axes(where: str, axes: dict[str, Any]) -> list[list[tuple[str, Any]]]:
             )
         if key not in valid and key != "delta":
             raise StudyError(f"{where}.axes.{key}: not a training knob; valid: {', '.join(valid)}")
-        if key in ("f", "delta") and ("f" in axes and "delta" in axes):
-            raise StudyError(f"{where}.axes: give either f or delta, not both")
         if not isinstance(values, list) or not values:
             raise StudyError(f"{where}.axes.{key}: must be a non-empty list of values")
         labels = [_axis_label(v) for v in values]
@@ -185,12 +185,15 @@ def _axes(where: str, axes: dict[str, Any]) -> list[list[tuple[str, Any]]]:
 
 
 def _apply_axes(
-    where: str, base: dict[str, Any], combo: list[tuple[str, Any]], defaults: dict[str, Any]
+    base: dict[str, Any],
+    combo: list[tuple[str, Any]],
+    defaults: dict[str, Any],
+    delta: float | None,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The base spec with one combination of axis values, and its path segments: a value
-    equal to the base's own (or the spec default) changes nothing and adds no segment."""
+    equal to the base's own (or the spec default) changes nothing and adds no segment.
+    ``delta``: the study's δ, if it gives one, so that an ``n`` axis keeps ``f = ⌊δ n⌋``."""
     spec, segments = dict(base), []
-    delta = spec.pop("_delta", None)
     for key, value in combo:
         current = delta if key == "delta" else spec.get(key, defaults.get(key))
         if current is not None and _axis_label(value) == _axis_label(current):
@@ -296,14 +299,12 @@ def _expand_matrix(
             attack_entries.append((a_slug, entry["name"], knowledge, *_strength_key(st)))
 
     combos = _axes(where, study.get("axes") or {})
-    if delta is not None:
-        base["_delta"] = delta  # so that an n axis keeps f = ⌊δ n⌋
+    variants = [_apply_axes(base, c, defaults, delta) for c in combos]  # once, not per run
     runs = []
     for b_key, b_val in betas:
         for a_slug, a_name, knowledge, s_key, s_val in attack_entries:
             for d_slug, d_spec in defenses:
-                for combo in combos:
-                    varied, variant = _apply_axes(where, base, combo, defaults)
+                for varied, variant in variants:
                     for seed in study["seeds"]:
                         spec = {
                             **varied,

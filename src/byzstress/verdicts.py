@@ -37,6 +37,7 @@ from .reporting import (
     _save_fig,
     _write_csv,
     _write_text,
+    is_baseline,
     read_tidy,
     summarise,
 )
@@ -74,8 +75,8 @@ def settings_frame(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     s["attack_base"] = [_base_label(a) for a in s["attack_label"]]
     out = []
     for (beta, variant), grp in s.groupby(["beta", "variant"], sort=False):
-        base = grp[grp["attack_label"].str.startswith(NO_ATTACK)]
-        attacked = grp[~grp["attack_label"].str.startswith(NO_ATTACK)]
+        baseline = is_baseline(grp["attack_label"])
+        base, attacked = grp[baseline], grp[~baseline]
         knobs = _knobs_label(df[(df["beta"] == beta) & (df["variant"] == variant)], variant)
         for knowledge, att in attacked.groupby("knowledge", sort=False):
             name = ", ".join(p for p in (f"β={beta}", knobs, knowledge) if p)
@@ -114,7 +115,7 @@ def claims(
     s = settings_frame(df, metric)
     rows: list[dict[str, Any]] = []
     for (setting, defense), col in s.groupby(["setting", "defense"], sort=False):
-        attacked = col[~col["attack_label"].str.startswith(NO_ATTACK)].sort_values("mean")
+        attacked = col[~is_baseline(col["attack_label"])].sort_values("mean")
         alie, ipm = _cell(col, ALIE8), _cell(col, IPM25)
         ranking = " < ".join(f"{r['attack_base']} {r['mean']:.1f}" for _, r in attacked.iterrows())
         common = {"setting": setting, "defense": defense, "ranking": ranking}
@@ -323,27 +324,9 @@ def diagnostics_figure(curves: pd.DataFrame):
     return g.figure
 
 
-def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> None:
-    """Write ``PREFIX-claims.{csv,md}``, ``PREFIX-diagnostics.{csv,md}`` and the figures
-    ``PREFIX-diagnostics.png`` (the setting with the most omniscient runs: every attack and
-    the baseline over steps) and ``PREFIX-baseline.png`` (no-attack accuracy over steps: has
-    training plateaued?)."""
-    df = read_tidy(csv)
-    c = claims(df, metric)
-    _write_csv(Path(f"{prefix}-claims.csv"), c)
-    _write_text(Path(f"{prefix}-claims.md"), claims_markdown(c, metric))
-    t = diagnostics_table(df, metric)
-    _write_csv(Path(f"{prefix}-diagnostics.csv"), t)
-    _write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t, metric))
-
-    curves = _diagnostic_curves(runs)
-    # the figure shows the largest (β, variant) group of omniscient runs and its baseline
-    omni = df[df["knowledge"] == "omniscient"]
-    beta, variant = omni.groupby(["beta", "variant"]).size().idxmax()
-    main = omni[(omni["beta"] == beta) & (omni["variant"] == variant)]
-    sel = curves[curves["path"].isin(set(main["path"]))]
-    _save_fig(diagnostics_figure(sel), [Path(f"{prefix}-diagnostics.png")])
-
+def baseline_figure(curves: pd.DataFrame):
+    """The no-attack runs' test accuracy over steps, a panel per (β, momentum): how close
+    training is to a plateau."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,4 +347,27 @@ def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> N
         aspect=1.2,
     )
     g.set_axis_labels("step", "test accuracy (%), no attack")
-    _save_fig(g.figure, [Path(f"{prefix}-baseline.png")])
+    return g.figure
+
+
+def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> None:
+    """Write ``PREFIX-claims.{csv,md}``, ``PREFIX-diagnostics.{csv,md}`` and the figures
+    ``PREFIX-diagnostics.png`` (the setting with the most omniscient runs: every attack and
+    the baseline over steps) and ``PREFIX-baseline.png`` (no-attack accuracy over steps: has
+    training plateaued?)."""
+    df = read_tidy(csv)
+    c = claims(df, metric)
+    _write_csv(Path(f"{prefix}-claims.csv"), c)
+    _write_text(Path(f"{prefix}-claims.md"), claims_markdown(c, metric))
+    t = diagnostics_table(df, metric)
+    _write_csv(Path(f"{prefix}-diagnostics.csv"), t)
+    _write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t, metric))
+
+    curves = _diagnostic_curves(runs)
+    # the figure shows the largest (β, variant) group of omniscient runs and its baseline
+    omni = df[df["knowledge"] == "omniscient"]
+    beta, variant = omni.groupby(["beta", "variant"]).size().idxmax()
+    main = omni[(omni["beta"] == beta) & (omni["variant"] == variant)]
+    sel = curves[curves["path"].isin(set(main["path"]))]
+    _save_fig(diagnostics_figure(sel), [Path(f"{prefix}-diagnostics.png")])
+    _save_fig(baseline_figure(curves), [Path(f"{prefix}-baseline.png")])

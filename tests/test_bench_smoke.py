@@ -117,3 +117,66 @@ def test_bench_coordinatewise_checks_and_times(repo_root):
     proc = run_script(repo_root, cmd)
     rows = [line for line in proc.stdout.splitlines() if "d=" in line]
     assert len(rows) == 6 and not any("WRONG" in r for r in rows)
+
+
+def test_bench_workflow_times_a_study_through_snakemake(fmnist_root, repo_root, tmp_path):
+    """Two 4-step runs through the real Snakefile; the report adds up, and a second
+    benchmark of the same runs (other threads) compares as identical."""
+    import yaml
+
+    cfg = {
+        "studies": ["tiny"],
+        "results": "results",
+        "data_root": str(fmnist_root),
+        "definitions": {
+            "tiny": {
+                "dataset": "fmnist",
+                "train": {"n": 5, "f": 1, "steps": 4, "eval_every": 2, "eval_batch_size": 2000},
+                "betas": [0.5],
+                "seeds": [0],
+                "defenses": ["CM"],
+                "attacks": [{"name": "none"}, {"name": "alie", "strengths": [8]}],
+                "resources": {"mem_mb": 1000, "runtime": 10, "gpu": 0},
+            }
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    script = str(repo_root / "benchmarks" / "bench_workflow.py")
+    common = ["--study", "tiny", "--config", str(tmp_path / "config.yaml"), "--cores", "2"]
+    outs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"bench-{threads}.json"
+        cmd = [sys.executable, script, *common, "--workdir", str(tmp_path / f"wd{threads}")]
+        cmd += ["--threads", threads, "--out", str(out)]
+        if outs:
+            cmd += ["--compare", str(outs[0])]
+        (tmp_path / f"wd{threads}").mkdir()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "where a run's wall time goes" in proc.stdout
+        outs.append(out)
+    one, two = (json.loads(p.read_text()) for p in outs)
+    for p in outs:  # a record names no path of the machine it ran on
+        assert str(tmp_path) not in p.read_text() and sys.executable not in p.read_text()
+    assert one["threads_per_job"] == [1] and two["threads_per_job"] == [2]
+    assert (one["summary"]["slots"], two["summary"]["slots"]) == (2, 1)
+    for res in (one, two):
+        s = res["summary"]
+        assert s["runs"] == 2 and s["runs_per_hour"] > 0
+        parts = s["per_run_s"]
+        assert parts["train"] > 0 and parts["eval"] > 0 and parts["startup"] > 0
+        # the parts of a job add up to its wall time
+        assert abs(sum(v for k, v in parts.items() if k != "idle") - s["job_s_mean"]) < 1e-6
+    # runs are compared curve by curve (here the 2-CPU AMD EPYC gives identical runs with 1
+    # and 2 threads; PyTorch does not promise that on every CPU)
+    assert two["compare"]["not_in_other"] == []
+    assert two["compare"]["identical"] + len(two["compare"]["different"]) == 2
+
+    sys.path.insert(0, str(repo_root / "benchmarks"))
+    import bench_workflow
+
+    assert bench_workflow.compare(one["rows"], one)["identical"] == 2
+    changed = json.loads(json.dumps(one))
+    changed["rows"][1]["curve"]["test_loss"][-1] += 1e-7
+    res = bench_workflow.compare(one["rows"], changed)
+    assert res["identical"] == 1 and res["different"][0]["curve_keys"] == ["test_loss"]

@@ -1,5 +1,6 @@
 """Datasets: the Debian Fashion-MNIST, a CIFAR-10 tree in torchvision's format, tensors."""
 
+import os
 import pickle
 
 import numpy as np
@@ -36,8 +37,6 @@ def _write_cifar_tree(root, per_batch=20):
 
 
 def test_cifar10_reads_torchvision_tree(tmp_path, monkeypatch):
-    import os
-
     import torchvision.datasets.cifar as tv_cifar
 
     # the tiny files cannot match the md5 sums of the real batches: check existence only
@@ -76,3 +75,64 @@ def test_crop_flip_augmentation_on_tensors():
         assert found
     again = data.augment_crop_flip(x, torch.Generator().manual_seed(0), pad=2)
     assert torch.equal(out, again)
+
+
+def _cache_file(root, name="fmnist", split="test"):
+    return root / data.CACHE_DIR / f"{name}-{split}.pt"
+
+
+def _stage_copy(fmnist_root, tmp_path):
+    """A private data root holding the staged Fashion-MNIST files (the cache tests edit it)."""
+    import shutil
+
+    raw = tmp_path / "FashionMNIST" / "raw"
+    shutil.copytree(fmnist_root / "FashionMNIST" / "raw", raw)
+    return tmp_path
+
+
+def test_tensor_cache_is_written_once_and_then_read_without_torchvision(
+    fmnist_root, tmp_path, monkeypatch
+):
+    root = _stage_copy(fmnist_root, tmp_path)
+    first = data.load("fmnist", root, train=False)
+    assert _cache_file(root).exists()
+
+    def must_not_run(*_):
+        raise AssertionError("the cache should have been read")
+
+    monkeypatch.setitem(data.DATASETS, "fmnist", must_not_run)
+    again = data.load("fmnist", root, train=False)
+    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
+    assert torch.equal(again.mean, first.mean) and torch.equal(again.std, first.std)
+    assert again.x.dtype == torch.uint8 and again.num_classes == 10
+
+
+def test_tensor_cache_follows_its_source_files(fmnist_root, tmp_path):
+    root = _stage_copy(fmnist_root, tmp_path)
+    data.load("fmnist", root, train=False)
+    labels = root / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[8] = (raw[8] + 1) % 10  # the first test label, changed in place (same size)
+    labels.write_bytes(bytes(raw))
+    os.utime(labels, ns=(1, 1))  # and a different modification time
+    changed = data.load("fmnist", root, train=False)
+    assert int(changed.y[0]) == raw[8]
+
+
+def test_a_broken_cache_is_rebuilt_and_an_unwritable_root_gets_none(
+    fmnist_root, tmp_path, monkeypatch
+):
+    root = _stage_copy(fmnist_root, tmp_path)
+    good = data.load("fmnist", root, train=False)
+    _cache_file(root).write_bytes(b"not a tensor file")
+    assert torch.equal(data.load("fmnist", root, train=False).x, good.x)
+    assert _cache_file(root).stat().st_size > 1000  # rewritten
+
+    def no_space(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    _cache_file(root).unlink()
+    monkeypatch.setattr(data.torch, "save", no_space)
+    assert torch.equal(data.load("fmnist", root, train=False).y, good.y)
+    assert not _cache_file(root).exists()
+    assert not list((root / data.CACHE_DIR).glob(".*tmp*"))

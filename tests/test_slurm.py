@@ -31,7 +31,8 @@ STUDY = {
             "defenses": ["CM"],
             "attacks": [{"name": "none"}, {"name": "alie", "strengths": [8]}],
             "report": {"table": True, "figure": False},
-            "resources": {"mem_mb": 1500, "runtime": 10, "threads": 1, "gpu": 0},
+            # no threads: a CPU study's default (1) must be what Slurm allocates
+            "resources": {"mem_mb": 1500, "runtime": 10, "gpu": 0},
         }
     },
 }
@@ -89,10 +90,10 @@ def snakemake_on_slurm(wd: Path, cfg: dict, *extra: str) -> subprocess.Completed
     return bounded(cmd, wd, timeout=900)
 
 
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    """State per raw job id (array tasks have their own raw ids, e.g. 12_1 -> 13)."""
+def sacct(job_ids: list[str], field: str = "State") -> dict[str, str]:
+    """A sacct field per raw job id (array tasks have their own raw ids, e.g. 12_1 -> 13)."""
     r = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", "JobIDRaw,State"],
+        ["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", f"JobIDRaw,{field}"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -106,12 +107,15 @@ def test_pipeline_runs_inside_slurm_jobs(cluster, tmp_path, fmnist_root):
     cfg["data_root"] = str(fmnist_root)
     r = snakemake_on_slurm(tmp_path, cfg)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    runs = sorted((tmp_path / "results/onslurm/runs").rglob("*.json"))
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "results/onslurm/runs").rglob("*.json")]
     assert len(runs) == 2
-    ids = [json.loads(p.read_text())["slurm_job_id"] for p in runs]
+    ids = [r["slurm_job_id"] for r in runs]
     assert all(ids), "the runs were not written inside Slurm jobs"
-    states = sacct_states(ids)
+    states = sacct(ids)
     assert set(states) >= set(ids) and all(states[i] == "COMPLETED" for i in ids), states
+    # the CPUs Slurm gave each job are the threads its training used
+    cpus = sacct(ids, "AllocCPUS")
+    assert all(int(cpus[r["slurm_job_id"]]) == r["threads"] == 1 for r in runs), cpus
     assert (tmp_path / "results/onslurm/table1.md").exists()
 
 

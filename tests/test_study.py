@@ -125,3 +125,13 @@ def test_runs_command_prints_a_slice(tmp_path, capsys):
         main(["runs", "nope", "--config", str(cfg)])
     assert err.value.code == 2
     assert "no study 'nope'" in capsys.readouterr().err
+
+
+def test_job_threads_one_per_cpu_job_two_per_gpu_job_unless_set():
+    from byzstress.study import job_threads
+
+    assert job_threads({}) == 1
+    assert job_threads({"resources": {"gpu": 0, "mem_mb": 900}}) == 1
+    assert job_threads({"resources": {"gpu": 1}}) == 2
+    assert job_threads({"resources": {"gpu": 1, "threads": 4}}) == 4
+    assert job_threads({"resources": {"threads": 3}}) == 3

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ TIMING = {
     "hostname",
     "threads",
     "resumed_from_step",
+    "timings",
 }
 
 
@@ -207,6 +209,8 @@ def test_sigkill_mid_training_resumes_to_identical_metrics(fmnist_root, tmp_path
     assert res["diagnostics"] == ref["diagnostics"]  # carried through the checkpoint
     assert (res["max_acc"], res["final_acc"]) == (ref["max_acc"], ref["final_acc"])
     assert not ckpt.exists()  # removed once the run completed
+    # a fresh process: its start-up (interpreter, imports) is timed from /proc
+    assert 0 < ref["timings"]["startup_s"] < 120
 
 
 def test_both_gradient_engines_train_the_same_run(fmnist_root):
@@ -302,3 +306,73 @@ def test_defense_units_heavy_rescales_radii_under_ema(fmnist_root):
     assert sim.defense.rule.params["tau"] == pytest.approx(1.0)
     hb = spec(fmnist_root, defense="rfa", defense_units="heavy", momentum_form="heavy")
     assert Simulator(hb).defense.rule.params["nu"] == pytest.approx(0.1)
+
+
+def test_run_json_times_setup_and_checkpoint_writes(fmnist_root, tmp_path):
+    r = run(
+        spec(fmnist_root, steps=6, eval_every=3, checkpoint_every=2),
+        out=tmp_path / "r.json",
+        checkpoint=tmp_path / "r.json.ckpt",
+    )
+    t = r["timings"]
+    assert set(t) == {"startup_s", "setup_s", "write_s"}
+    assert t["setup_s"] > 0 and t["write_s"] > 0  # checkpoints at steps 2 and 4
+    inside = t["setup_s"] + r["train_time_s"] + r["eval_time_s"] + t["write_s"]
+    assert inside <= r["wall_time_s"]
+    no_ckpt = run(spec(fmnist_root, steps=2, eval_every=2))
+    assert no_ckpt["timings"]["write_s"] == 0
+
+
+def test_evaluation_shares_its_images_and_matches_per_batch_normalising(fmnist_root):
+    from torch.func import functional_call
+
+    from byzstress import gradients
+    from byzstress.batch import SimulatorBatch
+
+    specs = [spec(fmnist_root, steps=2, eval_batch_size=700, seed=s) for s in (0, 1)]
+    batch = SimulatorBatch(specs)
+    a, b = batch.sims
+    batch.step([True, True])
+    acc, loss = a.evaluate()
+    assert b.test.derived["eval_nhwc"] is a.test.derived["eval_nhwc"]  # computed once
+
+    # the former evaluation: each batch of 700 (the last one 200) normalised on its own
+    params = {k: gradients.nhwc(p) if p.dim() == 4 else p for k, p in a.model.params.items()}
+    correct, total = 0, 0.0
+    with torch.inference_mode():
+        for i in range(0, len(a.test), 700):
+            x = gradients.nhwc(a.test.normalize(a.test.x[i : i + 700]))
+            logits = functional_call(a.model.module, params, (x,))
+            y = a.test.y[i : i + 700]
+            total += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+    assert (acc, loss) == (correct / len(a.test), total / len(a.test))  # bitwise
+
+
+def test_a_cpu_training_job_imports_only_what_it_needs(fmnist_root, tmp_path):
+    """Start-up is paid by every job of a study: torchvision (data comes from the tensor
+    cache), pandas (reporting) and torch._dynamo (torch.func's transforms, once used by the
+    engine probe) each cost a short run ~0.2-1.2 s, and none is needed to train on the CPU."""
+    from byzstress import data
+
+    data.load("fmnist", fmnist_root, train=True)  # the cache exists, as after any first job
+    code = (
+        "import sys\n"
+        "from byzstress.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "heavy = ('torchvision', 'pandas', 'seaborn', 'torch._dynamo')\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules])\n"
+        "sys.exit(rc)\n"
+    )
+    args = ["train", "--steps", "2", "--eval-every", "2", "--data-root", str(fmnist_root)]
+    args += ["--attack", "alie", "--defense", "rfa(buck)", "--out", str(tmp_path / "r.json")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LOADED []" in proc.stdout, proc.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["grad_engine"] == "expanded"

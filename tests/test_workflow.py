@@ -319,6 +319,28 @@ def test_slurm_profile_dry_runs():
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
+def test_cpu_study_jobs_take_one_thread_and_gpu_study_jobs_two(tmp_path):
+    """config.yaml's demo (CPU) and table1 (gpu: 1) set no threads: the defaults apply."""
+    r = subprocess.run(
+        [
+            *(sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "8"),
+            *("--config", "studies=[demo,table1]", f"results={tmp_path}"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    threads = re.findall(r"OMP_NUM_THREADS=(\d+) python \S+ train (.*?) --out (\S+)", r.stdout)
+    by_study = {
+        study: {n for n, _, out in threads if f"/{study}/runs/" in out}
+        for study in ("demo", "table1")
+    }
+    assert by_study == {"demo": {"1"}, "table1": {"2"}}, by_study
+    assert len(threads) == 60 + 144
+
+
 def test_env_files_pin_what_pyproject_pins():
     import tomllib
 

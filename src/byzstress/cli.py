@@ -184,8 +184,21 @@ def _fraction(text: str) -> float:
     return value
 
 
+class _Lazy:
+    """A module imported on first attribute access: ``byzstress train`` never pays for
+    pandas and seaborn, which only the reporting commands use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name, __package__), attr)
+
+
 def _add_reporting(sub: argparse._SubParsersAction) -> None:
-    from . import reporting
+    reporting = _Lazy(".reporting")
 
     p = sub.add_parser("collect", help="gather run JSONs into a tidy CSV")
     p.add_argument("runs", nargs="+", type=Path, help="run JSON files")

@@ -10,6 +10,13 @@ Sources:
   ``<root>/FashionMNIST/raw/`` first (their gzip bytes differ from upstream, so torchvision's
   own downloader would reject them on md5; the decompressed IDX files are the same data).
 * CIFAR-10 through ``torchvision.datasets.CIFAR10`` (``cifar-10-batches-py`` under the root).
+
+Each split read through torchvision is also written to a tensor cache,
+``<root>/byzstress-cache/<name>-<split>.pt`` (uint8 images, int64 labels), keyed by the name,
+size and modification time of the source files. Later loads read that file alone: a
+training job then never imports torchvision nor decodes the source format (about 1 s of a
+short run's start-up; CIFAR-10's md5 checks besides). A stale, foreign or unreadable cache
+is ignored and rewritten; a data root that cannot be written to simply gets no cache.
 """
 
 from __future__ import annotations
@@ -18,16 +25,19 @@ import gzip
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "CACHE_DIR",
     "DATASETS",
     "DEBIAN_FASHION_MNIST",
+    "SOURCE_FILES",
     "DataNotFoundError",
     "TensorData",
     "augment_crop_flip",
@@ -57,6 +67,9 @@ class TensorData:
     mean: Tensor  # [C, 1, 1], float
     std: Tensor
     num_classes: int
+    # tensors computed once from this split and shared by its users (the evaluation's
+    # normalised channels-last images); dropped by ``to``
+    derived: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -138,6 +151,87 @@ DATASETS: dict[str, Callable[[Path, bool, bool], TensorData]] = {
 }
 
 
+def _fmnist_files(root: Path, train: bool) -> list[Path]:
+    _stage_debian_fmnist(root)
+    prefix = "train" if train else "t10k"
+    raw = root / "FashionMNIST" / "raw"
+    return [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+
+
+def _cifar10_files(root: Path, train: bool) -> list[Path]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    return [root / "cifar-10-batches-py" / name for name in names]
+
+
+# The files a split is read from (staged first where needed): the tensor cache's key. A
+# dataset without an entry here is always read through its DATASETS loader.
+SOURCE_FILES: dict[str, Callable[[Path, bool], list[Path]]] = {
+    "fmnist": _fmnist_files,
+    "cifar10": _cifar10_files,
+}
+CACHE_DIR = "byzstress-cache"
+_CACHE_FORMAT = 1
+
+
+def _fingerprint(files: list[Path]) -> list[list[Any]] | None:
+    """``[name, size, mtime_ns]`` per source file, or ``None`` when one is missing."""
+    try:
+        return [[f.name, (st := f.stat()).st_size, st.st_mtime_ns] for f in files]
+    except OSError:
+        return None
+
+
+def _read_cache(path: Path, key: dict[str, Any]) -> TensorData | None:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        return None
+    except Exception:  # truncated or foreign file: rebuilt from the sources
+        return None
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        return None
+    return TensorData(blob["x"], blob["y"], blob["mean"], blob["std"], int(blob["num_classes"]))
+
+
+def _write_cache(path: Path, key: dict[str, Any], split: TensorData) -> None:
+    """Atomically (a temporary file, then a rename), so concurrent jobs never read half a
+    file; a data root that cannot be written to gets no cache."""
+    blob = {
+        "key": key,
+        "x": split.x,
+        "y": split.y,
+        "mean": split.mean,
+        "std": split.std,
+        "num_classes": split.num_classes,
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_cpu(name: str, root: Path, train: bool, download: bool) -> TensorData:
+    """One split on the CPU: from the tensor cache when it matches the source files, else
+    through the dataset's loader (and then cached)."""
+    files_of = SOURCE_FILES.get(name)
+    if files_of is None:
+        return DATASETS[name](root, train, download)
+    split_name = "train" if train else "test"
+    path = root / CACHE_DIR / f"{name}-{split_name}.pt"
+    fingerprint = _fingerprint(files_of(root, train))
+    key = {"format": _CACHE_FORMAT, "dataset": name, "split": split_name, "files": fingerprint}
+    if fingerprint is not None and (hit := _read_cache(path, key)) is not None:
+        return hit
+    split = DATASETS[name](root, train, download)
+    key["files"] = _fingerprint(files_of(root, train))  # a download may have created them
+    if key["files"] is not None:
+        _write_cache(path, key, split)
+    return split
+
+
 def load(
     name: str,
     root: str | Path | None = None,
@@ -145,11 +239,12 @@ def load(
     device: torch.device | str = "cpu",
     download: bool = False,
 ) -> TensorData:
-    """Load one split of a dataset as tensors on ``device``."""
+    """Load one split of a dataset as tensors on ``device`` (from the tensor cache when it
+    matches the source files; see the module's docstring)."""
     if name not in DATASETS:
         raise ValueError(f"dataset: unknown {name!r}; valid: {', '.join(DATASETS)}")
     root = Path(root) if root is not None else default_root()
-    return DATASETS[name](root, train, download).to(device)
+    return _load_cpu(name, root, train, download).to(device)
 
 
 def augment_crop_flip(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:

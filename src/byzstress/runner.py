@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,35 @@ class Curve:
         return out
 
 
-def _versions() -> dict[str, str]:
-    import torchvision
+def _dist_version(dist: str) -> str | None:
+    """An installed distribution's version, read from its metadata: importing torchvision
+    only for its version would cost a short run about a second."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
+
+def _versions() -> dict[str, str | None]:
     return {
         "byzstress": __version__,
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _dist_version("torchvision"),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; ``None`` elsewhere): the
+    interpreter's and the imports' share of a job, for the study benchmark."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _summary(values: list[float]) -> dict[str, float] | None:
@@ -96,8 +116,13 @@ def result_json(
     train_time: float,
     eval_time: float,
     resumed_from: int | None,
+    timings: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    """The run's JSON: its spec, curve, summary metrics, timings and environment."""
+    """The run's JSON: its spec, curve, summary metrics, timings and environment.
+
+    ``timings`` (this process's, in seconds): ``startup_s`` from the process's start to the
+    run loop (interpreter, imports), ``setup_s`` (data, simulators, checkpoint),
+    ``write_s`` (checkpoints; the JSON's own write comes after)."""
     s = sim.spec
     steps_done = sim.step_idx
     accs = [a for a in curve.test_acc if a == a]
@@ -127,6 +152,7 @@ def result_json(
         "train_time_s": train_time,
         "eval_time_s": eval_time,
         "steps_per_sec": steps_done / train_time if train_time > 0 else None,
+        "timings": timings,
         "resumed_from_step": resumed_from,
         "device": str(sim.device),
         "device_name": torch.cuda.get_device_name(sim.device)
@@ -196,6 +222,7 @@ def run_batch(
     outs = list(outs) if outs is not None else [None] * len(specs)
     if len(outs) != len(specs):
         raise ValueError(f"{len(specs)} specs but {len(outs)} outputs")
+    startup = _process_age()
     t_start = time.perf_counter()
     batch = SimulatorBatch(specs)
     sims = batch.sims
@@ -223,6 +250,7 @@ def run_batch(
             train_time, eval_time = float(st["train_time"]), float(st["eval_time"])
             resumed_from = int(st["step"])
     active = [x == "ok" for x in status]
+    setup_time, write_time = time.perf_counter() - t_start, 0.0
     t = resumed_from or 0
     if progress is None:
         progress = sys.stderr.isatty()
@@ -262,6 +290,7 @@ def run_batch(
             bar.update(1)
         due = bool(s.checkpoint_every) and t % s.checkpoint_every == 0 and t < s.steps
         if ckpt is not None and due and any(active):
+            t2 = time.perf_counter()
             save_checkpoint(
                 ckpt,
                 {
@@ -276,6 +305,7 @@ def run_batch(
                     "eval_time": eval_time,
                 },
             )
+            write_time += time.perf_counter() - t2
     if bar is not None:
         bar.close()
 
@@ -301,6 +331,7 @@ def run_batch(
             train_time=train_time,
             eval_time=eval_time,
             resumed_from=resumed_from,
+            timings={"startup_s": startup, "setup_s": setup_time, "write_s": write_time},
         )
         result["batch"] = batch_info
         if out is not None:

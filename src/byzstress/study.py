@@ -33,6 +33,7 @@ __all__ = [
     "cli_args",
     "expand_study",
     "fmt_number",
+    "job_threads",
     "selected_studies",
 ]
 
@@ -348,3 +349,19 @@ def cli_args(spec: dict[str, Any] | tuple[tuple[str, Any], ...]) -> str:
             v = repr(v)
         out.append(f"--{k.replace('_', '-')} {shlex.quote(str(v))}")
     return " ".join(out)
+
+
+def job_threads(definition: dict[str, Any]) -> int:
+    """Threads of one training job of a study: its ``resources.threads``, else 1 for a CPU
+    study (``resources.gpu`` 0 or absent) and 2 for a GPU study.
+
+    On the CPU a study is many independent runs, and one thread per job with as many jobs
+    as cores trains more runs per hour than fewer jobs of several threads: the start-up,
+    evaluation and defense of a short run use threads poorly, and oneDNN's multi-threaded
+    kernels stall whenever another process takes a core (benchmarks/README.md, "Study
+    throughput"). A GPU job keeps 2 threads for its host-side work, one job per GPU.
+    """
+    resources = definition.get("resources") or {}
+    if "threads" in resources:
+        return int(resources["threads"])
+    return 2 if int(resources.get("gpu", 0) or 0) > 0 else 1

@@ -15,6 +15,7 @@ from byzstress.study import (
     check_finite,
     cli_args,
     expand_study,
+    job_threads,
     selected_studies,
 )  # noqa: E402
 

@@ -12,7 +12,7 @@ rule train:
         f"{RESULTS}/{{study}}/benchmarks/{{run}}.tsv"
     conda:
         "../../envs/byzstress.yaml"
-    threads: lambda wildcards: study_resource(wildcards.study, "threads", 2)
+    threads: lambda wildcards: job_threads(study_def(wildcards.study))
     resources:
         mem_mb=lambda wildcards, attempt: study_resource(
             wildcards.study, "mem_mb", 3000

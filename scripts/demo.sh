@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Quick start 1: set up, then run the demo study on real Fashion-MNIST (CPU, ~17 min on
-# 2 cores) and build its report. Outputs land in results/demo/ and report.html.
+# Quick start 1: set up, then run the demo study on real Fashion-MNIST (CPU, ~16 min on
+# 2 cores, setup included) and build its report. Outputs land in results/demo/ and report.html.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

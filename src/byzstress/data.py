@@ -184,9 +184,7 @@ def _fingerprint(files: list[Path]) -> list[list[Any]] | None:
 def _read_cache(path: Path, key: dict[str, Any]) -> TensorData | None:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception:  # truncated or foreign file: rebuilt from the sources
+    except Exception:  # absent, truncated or foreign: rebuilt from the sources
         return None
     if not isinstance(blob, dict) or blob.get("key") != key:
         return None
@@ -209,7 +207,7 @@ def _write_cache(path: Path, key: dict[str, Any], split: TensorData) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(blob, tmp)
         os.replace(tmp, path)
-    except OSError:
+    except (OSError, RuntimeError):  # torch.save reports a full disk as RuntimeError
         tmp.unlink(missing_ok=True)
 
 

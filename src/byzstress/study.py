@@ -356,10 +356,11 @@ def job_threads(definition: dict[str, Any]) -> int:
     study (``resources.gpu`` 0 or absent) and 2 for a GPU study.
 
     On the CPU a study is many independent runs, and one thread per job with as many jobs
-    as cores trains more runs per hour than fewer jobs of several threads: the start-up,
-    evaluation and defense of a short run use threads poorly, and oneDNN's multi-threaded
-    kernels stall whenever another process takes a core (benchmarks/README.md, "Study
-    throughput"). A GPU job keeps 2 threads for its host-side work, one job per GPU.
+    as cores trains more runs per hour than fewer jobs of several threads: a job's serial
+    parts (start-up, setup, the JSON) then overlap another job's training, and a second
+    thread makes a run's training and evaluation 1.54× faster, not 2× (the demo on 2
+    cores: 1.51× more runs per hour, bit-identical runs; benchmarks/README.md, "Study
+    throughput"). A GPU job keeps 2 threads for its host-side work.
     """
     resources = definition.get("resources") or {}
     if "threads" in resources:

@@ -359,7 +359,7 @@ def job_threads(definition: dict[str, Any]) -> int:
     as cores trains more runs per hour than fewer jobs of several threads: a job's serial
     parts (start-up, setup, the JSON) then overlap another job's training, and a second
     thread makes a run's training and evaluation 1.54× faster, not 2× (the demo on 2
-    cores: 1.51× more runs per hour, bit-identical runs; benchmarks/README.md, "Study
+    cores: 1.46-1.51× more runs per hour, bit-identical runs; benchmarks/README.md, "Study
     throughput"). A GPU job keeps 2 threads for its host-side work.
     """
     resources = definition.get("resources") or {}

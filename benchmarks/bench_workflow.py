@@ -232,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     results = (a.results or Path(tempfile.mkdtemp(prefix="bench-workflow-"))).resolve()
     if results.exists() and any(results.iterdir()):
         raise SystemExit(f"error: --results {results} is not empty; the benchmark needs a new one")
-    threads = a.threads or config["definitions"][a.study].get("resources", {}).get("threads")
     targets = [run.path(str(results)) for run in runs]
     cmd = [
         sys.executable,
@@ -276,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         names["out"] = a.out.resolve()
     if a.compare:
         names["compare"] = a.compare.resolve()
-    job_threads = {r["threads"] for r in rows}
-    slots = a.cores // max(1, int(threads or max(t or 1 for t in job_threads)))
-    summary = summarise(rows, max(1, slots), wall)
+    job_threads = {r["threads"] for r in rows}  # what the jobs ran with (Snakemake caps it)
+    slots = max(1, a.cores // max(t or 1 for t in job_threads))
+    summary = summarise(rows, slots, wall)
     result: dict[str, Any] = {
         "schema": 1,
         "label": a.label,

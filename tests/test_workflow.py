@@ -332,10 +332,9 @@ def test_cpu_study_jobs_take_one_thread_and_gpu_study_jobs_two(tmp_path):
         timeout=300,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    threads = re.findall(r"OMP_NUM_THREADS=(\d+) python \S+ train (.*?) --out (\S+)", r.stdout)
+    threads = re.findall(r"OMP_NUM_THREADS=(\d+) python \S+ train .*? --out (\S+)", r.stdout)
     by_study = {
-        study: {n for n, _, out in threads if f"/{study}/runs/" in out}
-        for study in ("demo", "table1")
+        study: {n for n, out in threads if f"/{study}/runs/" in out} for study in ("demo", "table1")
     }
     assert by_study == {"demo": {"1"}, "table1": {"2"}}, by_study
     assert len(threads) == 60 + 144

@@ -224,7 +224,8 @@ def _load_cpu(name: str, root: Path, train: bool, download: bool) -> TensorData:
     if fingerprint is not None and (hit := _read_cache(path, key)) is not None:
         return hit
     split = DATASETS[name](root, train, download)
-    key["files"] = _fingerprint(files_of(root, train))  # a download may have created them
+    if key["files"] is None:  # a download may have created them
+        key["files"] = _fingerprint(files_of(root, train))
     if key["files"] is not None:
         _write_cache(path, key, split)
     return split

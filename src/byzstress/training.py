@@ -277,8 +277,7 @@ class Simulator:
         params = {k: gradients.nhwc(p) if p.dim() == 4 else p for k, p in self.model.params.items()}
         images = self.test.derived.get("eval_nhwc")
         if images is None:
-            images = self.test.normalize(self.test.x)
-            images = gradients.nhwc(images) if images.dim() == 4 else images
+            images = gradients.nhwc(self.test.normalize(self.test.x))
             self.test.derived["eval_nhwc"] = images
         correct, total_loss, n = 0, 0.0, len(self.test)
         bs = self.spec.eval_batch_size

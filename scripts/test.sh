@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Quick start 2: set up, then run the whole test suite (the Slurm test brings up a
-# single-node cluster from Debian packages when run as root; see tests/slurm/).
+# single-node cluster from Debian packages when run as root; see tests/slurm/), then the
+# tests that compare two computations of one quantity (marker `numerics`) again under other
+# CPU kernels, so that a tolerance that holds on one instruction set only fails anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 ruff check src tests benchmarks workflow/scripts
 python -m pytest "$@"
+if [ "$#" -eq 0 ]; then
+  # every x86-64 CPU has these; a capability above the CPU's own is not used by torch
+  for kernels in ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+    ONEDNN_MAX_CPU_ISA=SSE41; do
+    echo "== numerics tests under $kernels"
+    env "$kernels" python -m pytest -q -m numerics -p no:cacheprovider
+  done
+fi

@@ -13,6 +13,9 @@ from hypothesis.extra.numpy import arrays
 from byzstress import defenses
 from byzstress.defenses import build
 
+# hand-computed values and properties in float32: rerun under other CPU kernels
+pytestmark = pytest.mark.numerics
+
 
 def col(*v):
     return torch.tensor(v, dtype=torch.float32)[:, None]

@@ -180,13 +180,14 @@ def test_batched_runs_on_cuda_equal_single_runs(fmnist_root):
         RunSpec.from_dict({**base, "attack": "alie", "seed": s, "beta": b})
         for s, b in ((0, 0.5), (1, 0.5), (0, 0.1))
     ]
-    batch = SimulatorBatch(group)
-    singles = [Simulator(s) for s in group]
+    # float64, as on the CPU (tests/test_batch.py): float32's rounding depends on the kernels
+    batch = SimulatorBatch(group, dtype=torch.float64)
+    singles = [Simulator(s, dtype=torch.float64) for s in group]
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         for _ in range(3):
             batch.step([True] * len(group))
             for sim in singles:
                 sim.step()
     for b, s in zip(batch.sims, singles, strict=True):
-        err = (b.model.theta.double() - s.model.theta.double()).norm() / s.model.theta.norm()
-        assert err < 1e-5, float(err)
+        err = (b.model.theta - s.model.theta).norm() / s.model.theta.norm()
+        assert err < 1e-9, float(err)

@@ -35,6 +35,7 @@ def rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["fmnist_cnn", "cifar_cnn"])
 def test_expanded_equals_a_per_client_loop_in_float64(name):
     torch.manual_seed(0)
@@ -51,19 +52,22 @@ def test_expanded_equals_a_per_client_loop_in_float64(name):
             assert rel(grads[k][i], ref[i][k]) < 1e-10, (name, k, i)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["fmnist_cnn", "cifar_cnn"])
-def test_expanded_and_vmap_agree_in_float32(name):
+def test_expanded_and_vmap_agree_in_float64(name):
+    # float64: in float32 the engines' difference is their rounding, which depends on the
+    # CPU's kernels (oneDNN's channels-last convolutions against grouped NCHW ones)
     torch.manual_seed(1)
-    module = models.build(name)
+    module = models.build(name).double()
     params = {k: p.detach() for k, p in module.named_parameters()}
-    x, y = batch(SHAPES[name], m=6, b=8, dtype=torch.float32, seed=1)
+    x, y = batch(SHAPES[name], m=6, b=8, dtype=torch.float64, seed=1)
     got, got_loss = gradients.ExpandedGrads(module)(params, x, y)
     ref, ref_loss = gradients.VmapGrads(module)(params, x, y)
-    assert rel(got_loss, ref_loss) < 1e-5
+    assert rel(got_loss, ref_loss) < 1e-12
     flat = torch.cat([got[k].flatten(1) for k in params], 1)
     flat_ref = torch.cat([ref[k].flatten(1) for k in params], 1)
     for i in range(6):
-        assert rel(flat[i], flat_ref[i]) < 1e-4, (name, i)
+        assert rel(flat[i], flat_ref[i]) < 1e-10, (name, i)
 
 
 def test_auto_picks_expanded_on_cpu_only_where_it_applies():

@@ -9,15 +9,17 @@ from byzstress import models
 from byzstress.training import FlatModel
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize(
     ("name", "shape"),
     [("fmnist_cnn", (1, 28, 28)), ("cifar_cnn", (3, 32, 32)), ("resnet20", (3, 32, 32))],
 )
 def test_vmap_gradients_equal_per_client_loop(name, shape):
+    # float64: float32's rounding of these sums depends on the CPU's kernels
     torch.manual_seed(0)
     m, b = 4, 5
-    model = FlatModel(models.build(name), torch.device("cpu"))
-    x = torch.randn(m, b, *shape)
+    model = FlatModel(models.build(name).double(), torch.device("cpu"))
+    x = torch.randn(m, b, *shape, dtype=torch.float64)
     y = torch.randint(0, 10, (m, b))
 
     def loss(params, xb, yb):
@@ -25,12 +27,13 @@ def test_vmap_gradients_equal_per_client_loop(name, shape):
 
     batched = model.flatten_grads(vmap(grad(loss), in_dims=(None, 0, 0))(model.params, x, y), m)
     for i in range(m):
-        copy = models.build(name)
+        copy = models.build(name).double()
         copy.load_state_dict({k: v.clone() for k, v in model.params.items()})
         copy.zero_grad()
         F.cross_entropy(copy(x[i]), y[i]).backward()
         ref = torch.cat([p.grad.flatten() for p in copy.parameters()])
-        assert torch.allclose(batched[i], ref, atol=1e-5, rtol=1e-4), (name, i)
+        err = float((batched[i] - ref).norm() / ref.norm())
+        assert err < 1e-10, (name, i, err)
 
 
 def test_flat_model_views_share_storage():
@@ -40,6 +43,7 @@ def test_flat_model_views_share_storage():
     assert all(float(p.abs().sum()) == 0 for p in fm.params.values())
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["fmnist_cnn", "cifar_cnn"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_relu_after_pooling_is_the_textbook_order_exactly(name, seed):

@@ -135,3 +135,25 @@ def test_job_threads_one_per_cpu_job_two_per_gpu_job_unless_set():
     assert job_threads({"resources": {"gpu": 1}}) == 2
     assert job_threads({"resources": {"gpu": 1, "threads": 4}}) == 4
     assert job_threads({"resources": {"threads": 3}}) == 3
+
+
+def test_runs_of_shares_another_studys_runs_folder_and_its_common_runs():
+    from byzstress.study import check_shared_runs
+
+    grid = {**copy.deepcopy(STUDY), "runs_of": "base", "seeds": [0]}
+    grid["attacks"] = [{"name": "none"}, {"name": "alie", "strengths": [2, 8]}]
+    config = {"definitions": {"base": STUDY, "grid": grid}}
+    base = expand_study("base", STUDY, config)
+    shared = expand_study("grid", grid, config)
+    assert {r.study for r in shared} == {"base"}  # trained into results/base/runs/
+    index = check_shared_runs({"base": base, "grid": shared}, "results")
+    # base: 2 attacks x 2 defenses x 2 seeds; grid adds only ALIE z=2 at seed 0
+    assert len(index) == 8 + 2
+    assert "results/base/runs/beta~0.1/alie~2/cm/seed~0.json" in index
+    other = copy.deepcopy(grid)
+    other["train"]["steps"] = 20  # the shared cells would be other runs under one name
+    clash = {"base": base, "grid": expand_study("grid", other, config)}
+    with pytest.raises(StudyError, match=r"definitions\.grid: .* is also a run of base"):
+        check_shared_runs(clash, "results")
+    with pytest.raises(StudyError, match=r"runs_of: unknown study 'nope'; defined: base, grid"):
+        expand_study("grid", {**grid, "runs_of": "nope"}, config)

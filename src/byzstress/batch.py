@@ -46,11 +46,17 @@ class SimulatorBatch:
     ``vmap`` for their client gradients; each simulator's ``θ`` and momentum are rows of
     the batch's ``[R, d]`` and ``[R, m, d]`` tensors."""
 
-    def __init__(self, specs: list[RunSpec], device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        specs: list[RunSpec],
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        """``dtype``: as for :class:`~byzstress.training.Simulator` (float64 for tests)."""
         check_batchable(specs)
-        first = Simulator(specs[0], device)
+        first = Simulator(specs[0], device, dtype=dtype)
         shared = (first.train, first.test)
-        self.sims = [first] + [Simulator(s, first.device, shared) for s in specs[1:]]
+        self.sims = [first] + [Simulator(s, first.device, shared, dtype=dtype) for s in specs[1:]]
         self.device = first.device
         self.theta = torch.stack([sim.model.theta for sim in self.sims])
         self.submitted = torch.stack([sim.submitted for sim in self.sims])
@@ -89,8 +95,9 @@ class SimulatorBatch:
         flags = []
         for sim, on, loss in zip(self.sims, active, losses, strict=True):
             if on:
-                flags.append(torch.stack(sim.server_step(loss, diagnose)).float())
+                # float64 holds a float32 loss exactly, and a float64 run's too
+                flags.append(torch.stack(sim.server_step(loss, diagnose)).double())
             else:
-                flags.append(torch.tensor([float("nan"), 0.0], device=self.device))
+                flags.append(torch.tensor([float("nan"), 0.0], device=self.device).double())
         values = torch.stack(flags).tolist()
         return [v[0] for v in values], [bool(v[1]) for v in values]

@@ -1,5 +1,6 @@
 """Command-line interface: ``byzstress train | collect | table | figure | curves |
-leaderboard | calibration | download | list``.
+leaderboard | calibration | sensitivity | pack | restore | verify | readme | download |
+list | runs``.
 
 Every training knob of :class:`byzstress.spec.RunSpec` is a flag of ``byzstress train``
 (``--lr-milestones 0.5,0.75``); ``--config FILE`` reads them from YAML first, and flags
@@ -250,7 +251,9 @@ def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
         help="verdict per claim of the paper and per setting, diagnostics tables and figures",
     )
     p.add_argument("csv", type=Path, help="the study's runs.csv (byzstress collect)")
-    p.add_argument("runs", nargs="+", type=Path, help="the study's run JSONs (for the curves)")
+    p.add_argument(
+        "runs", nargs="*", type=Path, help="the study's run JSONs (for the figures; optional)"
+    )
     p.add_argument(
         "--out-prefix",
         type=Path,
@@ -265,6 +268,94 @@ def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
         sensitivity_cmd(a.csv, a.runs, a.out_prefix, a.metric)
 
     p.set_defaults(func=run)
+
+
+def _add_records(sub: argparse._SubParsersAction) -> None:
+    """Published run records: pack, restore, verify (:mod:`byzstress.archive`,
+    :mod:`byzstress.verify`)."""
+    p = sub.add_parser("pack", help="pack a study's run JSONs into one .tar.xz archive")
+    p.add_argument("runs", type=Path, help="the study's runs folder (results/STUDY/runs)")
+    p.add_argument("--out", type=Path, required=True, help="the archive (docs/STUDY/runs.tar.xz)")
+
+    def pack(a: argparse.Namespace) -> None:
+        from .archive import pack
+
+        manifest = pack(a.runs, a.out)
+        print(f"packed {len(manifest['records'])} run records into {a.out}")
+
+    p.set_defaults(func=pack)
+
+    p = sub.add_parser("restore", help="restore an archive's run JSONs into a runs folder")
+    p.add_argument("archive", type=Path)
+    p.add_argument("--runs", type=Path, required=True, help="results/STUDY/runs")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace records that differ from the archive's"
+    )
+
+    def restore(a: argparse.Namespace) -> None:
+        from .archive import restore
+
+        counts = restore(a.archive, a.runs, a.overwrite)
+        print(", ".join(f"{v} {k}" for k, v in counts.items()) + f" in {a.runs}")
+
+    p.set_defaults(func=restore)
+
+    p = sub.add_parser(
+        "verify",
+        help="retrain published runs from their specs and compare them with their records",
+        description="Retrain a run JSON, or runs of an archive, and report per quantity "
+        "whether it is bit-identical or by how much it differs, with the machine of both "
+        "sides. Exit status 0 unless --strict and something differs (then 1).",
+    )
+    p.add_argument("source", type=Path, help="a run JSON or a runs.tar.xz archive")
+    p.add_argument("--run", action="append", help="a record of the archive (path below runs/)")
+    p.add_argument("--sample", type=int, default=1, help="records drawn from the archive")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--data-root", type=Path, help="instead of the recorded data root")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="instead of the recorded device")
+    p.add_argument("--threads", type=int, help="instead of the recorded thread count")
+    p.add_argument("--out", type=Path, help="write the reports as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 unless all are identical")
+
+    def verify(a: argparse.Namespace) -> int:
+        import json
+
+        from . import verify as v
+        from .storage import write_json
+
+        kw = {"data_root": a.data_root, "device": a.device, "threads": a.threads}
+        if a.source.name.endswith(".tar.xz"):
+            reports = v.verify_archive(a.source, a.run, a.sample, a.sample_seed, **kw)
+        else:
+            try:
+                record = json.loads(a.source.read_text())
+            except (OSError, ValueError) as err:
+                raise ValueError(f"source: cannot read run JSON {str(a.source)!r}: {err}") from err
+            reports = [v.compare(record, v.retrain(record, **kw))]
+            reports[0]["run"] = str(a.source)
+        print(v.report_markdown(reports))
+        if a.out:
+            write_json(a.out, reports)
+        return 1 if a.strict and not all(r["identical"] for r in reports) else 0
+
+    p.set_defaults(func=verify)
+
+
+def _add_readme(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "readme",
+        help="rebuild the README's generated blocks from the committed study outputs",
+    )
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--root", type=Path, default=Path("."), help="the repository root")
+    p.add_argument("--check", action="store_true", help="exit 1 if a block is out of date")
+
+    def readme(a: argparse.Namespace) -> int:
+        from .readme import readme_cmd
+
+        return readme_cmd(a.readme, a.root, a.check)
+
+    p.set_defaults(func=readme)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_runs)
     _add_reporting(sub)
     _add_sensitivity(sub)
+    _add_records(sub)
+    _add_readme(sub)
     return parser
 
 

@@ -74,9 +74,9 @@ class TensorData:
     def __len__(self) -> int:
         return self.y.shape[0]
 
-    def normalize(self, xb: Tensor) -> Tensor:
-        """uint8 images (any leading shape) -> normalised float32."""
-        return (xb.float().div_(255.0) - self.mean) / self.std
+    def normalize(self, xb: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """uint8 images (any leading shape) -> normalised ``dtype`` (float32 by default)."""
+        return (xb.to(dtype).div_(255.0) - self.mean.to(dtype)) / self.std.to(dtype)
 
     def to(self, device: torch.device | str) -> TensorData:
         return TensorData(

@@ -266,19 +266,35 @@ def table(df: pd.DataFrame, metric: str = "max_acc", with_paper: bool = False) -
 def _cell(row: pd.Series, bold: tuple[str, str]) -> str:
     if pd.isna(row["mean"]):
         return "–"
-    text = f"{row['mean']:.2f} ± {row['std']:.2f}"
+    # one seed has no spread: say so instead of printing ± 0.00
+    one = int(row.get("seeds", 2)) == 1
+    text = f"{row['mean']:.2f} (1 seed)" if one else f"{row['mean']:.2f} ± {row['std']:.2f}"
     if row["diverged"]:
         text += f" †{row['diverged']}/{row['seeds']}"
     return f"{bold[0]}{text}{bold[1]}" if row["strongest"] else text
 
 
-def _grid(t: pd.DataFrame, bold: tuple[str, str], with_paper: bool):
-    cols = [(b, d) for b in _order(t["beta"]) for d in _order(t["defense_label"])]
+def _grid(
+    t: pd.DataFrame,
+    bold: tuple[str, str],
+    with_paper: bool,
+    rows: list[str] | None = None,
+    defenses: list[str] | None = None,
+):
+    """Cells by (β, defense) column and attack row, in ``rows`` / ``defenses`` order when
+    given, else in order of first appearance."""
+    cols = [(b, d) for b in _order(t["beta"]) for d in defenses or _order(t["defense_label"])]
     cols = [c for c in cols if ((t["beta"] == c[0]) & (t["defense_label"] == c[1])).any()]
+    if rows is not None:
+        return cols, _body(t, bold, with_paper, cols, rows)
     rows = _order(t["attack_label"])
     rows = [a for a in rows if a.startswith(NO_ATTACK)] + [
         a for a in rows if not a.startswith(NO_ATTACK)
     ]
+    return cols, _body(t, bold, with_paper, cols, rows)
+
+
+def _body(t: pd.DataFrame, bold: tuple[str, str], with_paper: bool, cols: list, rows: list):
     body = []
     for a in rows:
         line = [a]
@@ -290,11 +306,17 @@ def _grid(t: pd.DataFrame, bold: tuple[str, str], with_paper: bool):
                 ps = sel["paper_std"].iloc[0] if len(sel) else math.nan
                 line.append("–" if pd.isna(pm) else f"{pm:.2f} ± {ps:.2f}")
         body.append(line)
-    return cols, body
+    return body
 
 
-def table_markdown(t: pd.DataFrame, with_paper: bool = False) -> str:
-    cols, body = _grid(t, ("**", "**"), with_paper)
+def table_markdown(
+    t: pd.DataFrame,
+    with_paper: bool = False,
+    rows: list[str] | None = None,
+    defenses: list[str] | None = None,
+) -> str:
+    """Table 1 as Markdown; ``rows`` (attack labels) and ``defenses`` fix the order."""
+    cols, body = _grid(t, ("**", "**"), with_paper, rows, defenses)
     head = ["Attack"]
     for b, d in cols:
         head.append(f"{d} (β={b})" + (" ours" if with_paper else ""))

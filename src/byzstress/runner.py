@@ -38,7 +38,7 @@ from .storage import (
 )
 from .training import DIAGNOSTICS, Simulator
 
-__all__ = ["Curve", "result_json", "run", "run_batch"]
+__all__ = ["Curve", "kernels", "result_json", "run", "run_batch"]
 
 
 @dataclass
@@ -84,6 +84,28 @@ def _versions() -> dict[str, str | None]:
         "torchvision": _dist_version("torchvision"),
         "numpy": np.__version__,
         "python": platform.python_version(),
+    }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; ``None`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def kernels() -> dict[str, str | None]:
+    """What decides float32 rounding on the CPU besides the code: the CPU, the ATen kernel
+    set torch dispatches to (``ATEN_CPU_CAPABILITY`` may lower it) and oneDNN's ISA cap."""
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
     }
 
 
@@ -159,6 +181,7 @@ def result_json(
         if sim.device.type == "cuda"
         else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "kernels": kernels(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "versions": _versions(),
         "hostname": socket.gethostname(),

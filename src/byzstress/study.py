@@ -30,6 +30,7 @@ __all__ = [
     "Run",
     "StudyError",
     "check_finite",
+    "check_shared_runs",
     "cli_args",
     "expand_study",
     "fmt_number",
@@ -213,7 +214,15 @@ def expand_study(
     name: str, study: dict[str, Any], config: dict[str, Any], only: str | None = None
 ) -> list[Run]:
     """All runs of one study (every slice), in a stable order, each path once; ``only``:
-    the runs of the slice of that name alone (to run a study in parts)."""
+    the runs of the slice of that name alone (to run a study in parts). With ``runs_of:
+    OTHER`` the runs live in OTHER's runs folder: a run both studies define is one file,
+    trained once (:func:`check_shared_runs` refuses two specs for one path)."""
+    home = study.get("runs_of", name)
+    if home != name and home not in config.get("definitions", {}):
+        raise StudyError(
+            f"definitions.{name}.runs_of: unknown study {home!r}; "
+            f"defined: {', '.join(sorted(config.get('definitions', {})))}"
+        )
     slices = study.get("slices")
     if only is not None:
         names = [sl.get("name") for sl in slices or []]
@@ -241,7 +250,7 @@ def expand_study(
     runs: list[Run] = []
     seen: dict[str, Run] = {}
     for suffix, part in parts:
-        for run in _expand_matrix(name, f"definitions.{name}{suffix}", part, config):
+        for run in _expand_matrix(home, f"definitions.{name}{suffix}", part, config):
             if run.key not in seen:
                 seen[run.key] = run
                 runs.append(run)
@@ -334,6 +343,24 @@ def _expand_matrix(
     if len(set(keys)) != len(keys):
         raise StudyError(f"{where}: two runs map to the same path (duplicate entries?)")
     return runs
+
+
+def check_shared_runs(runs: dict[str, list[Run]], results: str) -> dict[str, Run]:
+    """Every run file of the selected studies once; two studies that map one file to
+    different specs (``runs_of`` with other training settings) are an error."""
+    index: dict[str, Run] = {}
+    owner: dict[str, str] = {}
+    for study, study_runs in runs.items():
+        for run in study_runs:
+            path = run.path(results)
+            if path in index and index[path].spec != run.spec:
+                raise StudyError(
+                    f"definitions.{study}: {path} is also a run of {owner[path]} with another "
+                    "spec; give both studies the same training settings (runs_of)"
+                )
+            index.setdefault(path, run)
+            owner.setdefault(path, study)
+    return index
 
 
 def cli_args(spec: dict[str, Any] | tuple[tuple[str, Any], ...]) -> str:

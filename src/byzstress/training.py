@@ -127,11 +127,16 @@ class Simulator:
         device: torch.device | None = None,
         datasets: tuple[data.TensorData, data.TensorData] | None = None,
         grad_engine: str = "auto",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         """``datasets``: the (train, test) splits already on ``device``, to share them
         between simulators of one process (:class:`byzstress.batch.SimulatorBatch`).
         ``grad_engine``: how the per-client gradients are computed (:mod:`byzstress.gradients`;
-        the engines differ only in float rounding)."""
+        the engines differ only in float rounding).
+        ``dtype``: the precision of parameters, momenta, images and the defense's input.
+        Runs train in float32; float64 is for checking that two computations of one
+        quantity differ only by rounding (tests/test_batch.py, tests/test_training.py):
+        float32's rounding, amplified over a few steps, depends on the CPU's kernels."""
         spec.validate()
         self.spec = s = spec.resolved()
         if s.plugins:
@@ -161,12 +166,14 @@ class Simulator:
         self.shares = PaddedShares(honest + (byz if self.with_byz else []), self.device)
         self.share_sizes = [len(x) for x in honest], [len(x) for x in byz]
         torch.manual_seed(s.seed)
-        self.model = FlatModel(models.build(s.model, self.train.num_classes), self.device)
+        self.dtype = dtype
+        module = models.build(s.model, self.train.num_classes).to(dtype)
+        self.model = FlatModel(module, self.device)
         self.m = len(self.shares)
         # The momentum rows are the first rows of the defense's input buffer; when the
         # attack has no rows of its own, its f vectors fill the rest (no [n, d] concatenation).
         rows = self.m if self.with_byz else s.n
-        self.submitted = torch.zeros(rows, self.model.dim, device=self.device)
+        self.submitted = torch.zeros(rows, self.model.dim, device=self.device, dtype=dtype)
         self.momentum = self.submitted[: self.m]
         self.data_gen = torch.Generator().manual_seed(s.seed + 2)
         self.attack_gen = torch.Generator().manual_seed(s.seed + 3)
@@ -201,7 +208,7 @@ class Simulator:
         if self.attack.flip_labels:
             yb = yb.clone()
             yb[self.h :] = self.train.num_classes - 1 - yb[self.h :]
-        return self.train.normalize(xb), yb
+        return self.train.normalize(xb, self.dtype), yb
 
     def client_vectors(self) -> tuple[Tensor, Tensor]:
         """Update and return the momentum buffers ``[m, d]`` and the clients' losses ``[m]``."""
@@ -275,10 +282,11 @@ class Simulator:
         (elementwise, so each batch holds the same values as when normalised alone).
         """
         params = {k: gradients.nhwc(p) if p.dim() == 4 else p for k, p in self.model.params.items()}
-        images = self.test.derived.get("eval_nhwc")
+        key = "eval_nhwc" if self.dtype == torch.float32 else f"eval_nhwc_{self.dtype}"
+        images = self.test.derived.get(key)
         if images is None:
-            images = gradients.nhwc(self.test.normalize(self.test.x))
-            self.test.derived["eval_nhwc"] = images
+            images = gradients.nhwc(self.test.normalize(self.test.x, self.dtype))
+            self.test.derived[key] = images
         correct, total_loss, n = 0, 0.0, len(self.test)
         bs = self.spec.eval_batch_size
         for i in range(0, n, bs):

@@ -4,28 +4,38 @@ A *setting* is one side of every threat-model choice a study varies: β, the tra
 knobs of the run's ``variant`` (worker momentum, its form, ...) and the attacker's
 knowledge. Its no-attack baseline is the ``none`` run of the same β and variant (knowledge
 plays no part without an attack). For each setting and defense (a Table-1 *column*) the
-claims of the seed paper are checked on the summary over seeds (:func:`reporting.summarise`):
+claims of the seed paper are checked:
 
-``strength``
-    Figure 1's shape: the paper's strengths hurt more than the IID-calibrated ones —
-    ALIE (z=8) below ALIE at its default z, and IPM (ε=2.5) below IPM (ε=0.1).
+``strength_alie``, ``strength_ipm``
+    Figure 1's shape: the paper's strength hurts more than the IID-calibrated one —
+    ALIE (z=8) below ALIE at its default z; IPM (ε=2.5) below IPM (ε=0.1).
 ``alie_far_below``
     Calibrated ALIE (z=8) "drives accuracy far below" the other attacks: below every other
-    attack of the setting by more than the margin.
+    attack of the setting.
 ``alie_strongest``
-    ALIE (z=8) is the strongest attack of the column (the lowest mean accuracy), ahead of
-    IPM (ε=2.5), MinMax and MinSum where they ran.
+    ALIE (z=8) is the strongest attack of the column, ahead of IPM (ε=2.5), MinMax and
+    MinSum where they ran.
 ``ipm_runner_up``
-    IPM (ε=2.5) is the second strongest.
+    IPM (ε=2.5) is the second strongest of ALIE (z=8), IPM (ε=2.5), MinMax and MinSum.
 
-A difference counts when it exceeds the *margin*: ``max(min_points, k · s)`` with ``s``
-the larger of the two cells' standard deviations over seeds (``k`` = 2, ``min_points`` = 1
-accuracy point). With one seed ``s`` is 0 and only ``min_points`` guards against noise; the
-tables say how many seeds each cell had.
+**Statistics.** Two cells are compared within seeds: a seed fixes the Dirichlet split, θ0
+and, for runs that draw batches for the same clients, every mini-batch
+(tests/test_verdicts.py checks it), so ``d_s = acc_a,s − acc_b,s`` removes the seed's
+share of the noise. With two or more common seeds the difference is ``mean_s d_s`` and its
+*margin* ``max(min_points, k · sd_s(d_s))``; otherwise (a one-seed side) it is the
+difference of the cells' means with the margin ``max(min_points, k · s)``, ``s`` the larger
+of the two cells' stds over seeds (0 with one seed each), and the verdict is
+*provisional*. ``k`` = 2, ``min_points`` = 1 accuracy point. A comparison is ``lower``
+(a below b by more than the margin), ``higher`` or ``undecided`` (within seed noise). A
+claim *holds* in a column when every comparison it needs goes its way, *fails* when one
+goes against it beyond the margin, and is *undecided (within seed noise)* otherwise;
+every row says how many seeds each side had and which accuracy it used.
 """
 
 from __future__ import annotations
 
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +52,100 @@ from .reporting import (
     summarise,
 )
 
-__all__ = ["CLAIMS", "claims", "claims_markdown", "diagnostics_table", "sensitivity_cmd"]
+__all__ = [
+    "CLAIMS",
+    "Cell",
+    "Comparison",
+    "claims",
+    "claims_markdown",
+    "compare",
+    "diagnostics_table",
+    "sensitivity_cmd",
+]
 
 CLAIMS = {
-    "strength": "larger strengths hurt more than IID-calibrated ones (Figure 1's shape)",
+    "strength_alie": "larger ALIE strength hurts more: z = 8 below its IID-calibrated default z",
+    "strength_ipm": "larger IPM strength hurts more: ε = 2.5 below ε = 0.1",
     "alie_far_below": "calibrated ALIE (z=8) drives accuracy far below the other attacks",
     "alie_strongest": "ALIE (z=8) is the strongest attack in every column, ahead of MinMax/MinSum",
     "ipm_runner_up": "IPM (ε=2.5) is the runner-up",
 }
 ALIE8, IPM25 = "ALIE (z=8)", "IPM (ε=2.5)"
+RIVALS = (ALIE8, IPM25, "MinMax", "MinSum")
+UNDECIDED = "undecided (within seed noise)"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One attack in one column: its accuracy (%) per seed."""
+
+    label: str
+    values: dict[int, float]
+    own_rows: bool = False  # the attack's clients draw batches too (none, local, LF)
+
+    @property
+    def seeds(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values.values())
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values.values()) if self.seeds > 1 else 0.0
+
+    def text(self) -> str:
+        return f"{self.mean:.1f}±{self.std:.1f} (n={self.seeds})"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a`` against ``b``: the difference a − b (points), its margin and outcome."""
+
+    a: Cell
+    b: Cell
+    diff: float
+    margin: float
+    paired: int  # common seeds the difference was taken within (0: difference of means)
+    outcome: str  # "lower" | "higher" | "undecided"
+
+    @property
+    def provisional(self) -> bool:
+        return min(self.a.seeds, self.b.seeds) < 2
+
+    def text(self) -> str:
+        how = f"paired over {self.paired} seeds" if self.paired else "means"
+        if self.paired and self.a.own_rows != self.b.own_rows:
+            how += ", split and θ0 shared"
+        return (
+            f"{self.a.label} {self.a.text()} − {self.b.label} {self.b.text()} = "
+            f"{self.diff:+.1f} (margin {self.margin:.1f}, {how}): {self.outcome}"
+        )
+
+
+def compare(a: Cell, b: Cell, k: float = 2.0, min_points: float = 1.0) -> Comparison:
+    """Is ``a`` below ``b`` by more than the seed noise? (the module's docstring)."""
+    common = sorted(set(a.values) & set(b.values))
+    if len(common) >= 2 and min(a.seeds, b.seeds) >= 2:
+        d = [a.values[s] - b.values[s] for s in common]
+        diff, margin, paired = (
+            statistics.fmean(d),
+            max(min_points, k * statistics.stdev(d)),
+            len(common),
+        )
+    else:
+        diff, margin, paired = a.mean - b.mean, max(min_points, k * max(a.std, b.std)), 0
+    outcome = "lower" if diff < -margin else "higher" if diff > margin else "undecided"
+    return Comparison(a, b, diff, margin, paired, outcome)
+
+
+def _verdict(needed: list[Comparison], against: list[Comparison]) -> str:
+    """``holds`` when every needed comparison is ``lower``; ``fails`` when one of
+    ``against`` is decided the other way; otherwise undecided."""
+    if against:
+        return "fails"
+    return "holds" if needed and all(c.outcome == "lower" for c in needed) else UNDECIDED
 
 
 def _base_label(label: str) -> str:
@@ -86,137 +181,199 @@ def settings_frame(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def _margin(a: pd.Series, b: pd.Series, k: float, min_points: float) -> float:
-    return max(min_points, k * max(float(a["std"]), float(b["std"])))
+def _own_rows(attack: str, knowledge: str) -> bool:
+    from .attacks import build
+
+    return bool(build(attack, knowledge=knowledge).uses_own_vectors)
 
 
-def _lower(a: pd.Series, b: pd.Series, k: float, min_points: float) -> bool:
-    """``a`` is below ``b`` by more than the margin."""
-    return float(a["mean"]) < float(b["mean"]) - _margin(a, b, k, min_points)
+def _cells(df: pd.DataFrame, col: pd.DataFrame, metric: str) -> dict[str, Cell]:
+    """The per-seed accuracies (%) of every attack of one summarised column, by its label
+    without the knowledge suffix; a seed without an accuracy (diverged before its first
+    evaluation) is left out."""
+    cells = {}
+    for _, r in col.iterrows():
+        sel = df[
+            (df["dataset"] == r["dataset"])
+            & (df["beta"] == r["beta"])
+            & (df["variant"] == r["variant"])
+            & (df["defense"] == r["defense"])
+            & (df["attack_label"] == r["attack_label"])
+        ]
+        values = {
+            int(seed): float(v) * 100
+            for seed, v in zip(sel["seed"], sel[metric], strict=True)
+            if not pd.isna(v)
+        }
+        if values:
+            own = _own_rows(str(r["attack"]), str(r["knowledge"]))
+            cells[r["attack_base"]] = Cell(r["attack_base"], values, own)
+    return cells
 
 
-def _cell(col: pd.DataFrame, label: str) -> pd.Series | None:
-    sel = col[col["attack_base"] == label]
-    return sel.iloc[0] if len(sel) else None
+def _iid_default(col: pd.DataFrame, attack: str) -> str | None:
+    """The label of the column's IID-calibrated strength of ``attack``: ALIE at its default
+    z (no strength given), IPM at ε = 0.1."""
+    for _, r in col.iterrows():
+        st = "" if pd.isna(r["strength"]) else str(r["strength"])
+        if r["attack"] == attack and st == ("" if attack == "alie" else "0.1"):
+            return str(r["attack_base"])
+    return None
 
 
-def _fmt(row: pd.Series | None) -> str:
-    if row is None:
-        return "–"
-    return f"{row['mean']:.1f}±{row['std']:.1f} (n={int(row['seeds'])})"
+def _row(
+    common: dict[str, Any], claim: str, verdict: str | None, comps: list[Comparison]
+) -> dict[str, Any]:
+    sides = {c.label: c for x in comps for c in (x.a, x.b)}.values()
+    return {
+        **common,
+        "claim": claim,
+        "verdict": verdict,
+        "provisional": bool(verdict) and any(x.provisional for x in comps),
+        "seeds": ", ".join(f"{c.label}: {c.seeds}" for c in sides),
+        "evidence": "; ".join(x.text() for x in comps),
+    }
 
 
 def claims(
     df: pd.DataFrame, metric: str = "max_acc", k: float = 2.0, min_points: float = 1.0
 ) -> pd.DataFrame:
-    """One row per (claim, setting, defense): whether the claim holds in that column
-    (``True``/``False``; ``None`` when the setting lacks the runs to test it) and the
-    numbers it was decided on."""
+    """One row per (claim, setting, defense): its ``verdict`` (``holds``, ``fails``,
+    :data:`UNDECIDED`, or ``None`` when the setting lacks the runs to test it), whether it
+    is ``provisional`` (a one-seed side), the seeds per side and the comparisons."""
     s = settings_frame(df, metric)
     rows: list[dict[str, Any]] = []
+
+    def cmp(a: Cell, b: Cell) -> Comparison:
+        return compare(a, b, k, min_points)
+
     for (setting, defense), col in s.groupby(["setting", "defense"], sort=False):
-        attacked = col[~is_baseline(col["attack_label"])].sort_values("mean")
-        alie, ipm = _cell(col, ALIE8), _cell(col, IPM25)
-        ranking = " < ".join(f"{r['attack_base']} {r['mean']:.1f}" for _, r in attacked.iterrows())
-        common = {"setting": setting, "defense": defense, "ranking": ranking}
-
-        # strength: the paper's strength below the IID-calibrated one (ALIE's default z,
-        # IPM ε=0.1) of the same attack
-        verdicts, evidence = [], []
-        for name, small in (("alie", ""), ("ipm", "0.1")):
-            hi = _cell(col, ALIE8 if name == "alie" else IPM25)
-            lo_rows = col[(col["attack"] == name) & (col["strength"] == small)]
-            if hi is None or lo_rows.empty:
-                continue
-            lo = lo_rows.iloc[0]
-            verdicts.append(_lower(hi, lo, k, min_points))
-            evidence.append(f"{hi['attack_base']} {_fmt(hi)} vs {lo['attack_base']} {_fmt(lo)}")
-        rows.append(
-            {
-                **common,
-                "claim": "strength",
-                "holds": all(verdicts) if verdicts else None,
-                "evidence": "; ".join(evidence),
-            }
+        cells = _cells(df, col, metric)
+        baseline = set(col.loc[is_baseline(col["attack_label"]), "attack_base"])
+        attacked = {n: c for n, c in cells.items() if n not in baseline}
+        ranking = " < ".join(
+            f"{n} {c.mean:.1f}" for n, c in sorted(attacked.items(), key=lambda x: x[1].mean)
         )
+        common = {"setting": setting, "defense": defense, "metric": metric, "ranking": ranking}
 
-        others = attacked[attacked["attack_base"] != ALIE8]
-        paper_rivals = others[others["attack_base"].isin([IPM25, "MinMax", "MinSum"])]
-        if alie is None or others.empty:
-            far = strongest = None
-            ev = ""
+        def add(
+            claim: str, verdict: str | None, comps: list[Comparison], common: dict = common
+        ) -> None:
+            rows.append(_row(common, claim, verdict, comps))
+
+        # strength: the paper's strength below the IID-calibrated one of the same attack
+        for claim, hi_label, lo_label in (
+            ("strength_alie", ALIE8, _iid_default(col, "alie")),
+            ("strength_ipm", IPM25, _iid_default(col, "ipm")),
+        ):
+            hi, lo = attacked.get(hi_label), attacked.get(lo_label) if lo_label else None
+            if hi is None or lo is None:
+                add(claim, None, [])
+                continue
+            c = cmp(hi, lo)
+            add(claim, _verdict([c], [c] if c.outcome == "higher" else []), [c])
+
+        alie = attacked.get(ALIE8)
+        others = [c for n, c in attacked.items() if n != ALIE8]
+        if alie is None or not others:
+            add("alie_far_below", None, [])
+            add("alie_strongest", None, [])
         else:
-            far = all(_lower(alie, o, k, min_points) for _, o in others.iterrows())
-            strongest = (
-                bool(float(alie["mean"]) < paper_rivals["mean"].min())
-                if not paper_rivals.empty
-                else None
+            comps = [cmp(alie, o) for o in others]
+            add(
+                "alie_far_below",
+                _verdict(comps, [c for c in comps if c.outcome == "higher"]),
+                comps,
             )
-            nxt = others.iloc[0]
-            ev = f"ALIE (z=8) {_fmt(alie)}; next: {nxt['attack_base']} {_fmt(nxt)}"
-        rows.append({**common, "claim": "alie_far_below", "holds": far, "evidence": ev})
-        rows.append({**common, "claim": "alie_strongest", "holds": strongest, "evidence": ev})
+            rivals = [cmp(alie, attacked[n]) for n in RIVALS[1:] if n in attacked]
+            if rivals:
+                verdict = _verdict(rivals, [c for c in rivals if c.outcome == "higher"])
+                add("alie_strongest", verdict, rivals)
+            else:
+                add("alie_strongest", None, [])
 
-        rivals = attacked[attacked["attack_base"].isin([ALIE8, IPM25, "MinMax", "MinSum"])]
-        if ipm is None or len(rivals) < 3:
-            runner = None
-            ev = ""
+        ipm = attacked.get(IPM25)
+        rivals = [attacked[n] for n in RIVALS if n != IPM25 and n in attacked]
+        if ipm is None or len(rivals) < 2:
+            add("ipm_runner_up", None, [])
         else:
-            order = list(rivals["attack_base"])
-            runner = order.index(IPM25) == 1
-            ev = f"IPM (ε=2.5) {_fmt(ipm)} is #{order.index(IPM25) + 1} of {len(order)}"
-        rows.append({**common, "claim": "ipm_runner_up", "holds": runner, "evidence": ev})
+            comps = [cmp(ipm, r) for r in rivals]
+            below = [c for c in comps if c.outcome == "higher"]  # rivals below IPM
+            above = [c for c in comps if c.outcome == "lower"]  # rivals above IPM
+            if len(below) == 1 and len(above) == len(rivals) - 1:
+                verdict = "holds"
+            elif len(below) >= 2 or len(above) == len(rivals):
+                verdict = "fails"
+            else:
+                verdict = UNDECIDED
+            add("ipm_runner_up", verdict, comps)
     return pd.DataFrame(rows)
 
 
+def verdict_text(verdict: str | None, provisional: bool) -> str:
+    if verdict is None:
+        return "untested"
+    return f"{verdict}, provisional (a one-seed side)" if provisional else verdict
+
+
 def _summary(c: pd.DataFrame) -> pd.DataFrame:
-    """Per (claim, setting): in how many of the tested columns the claim holds."""
-    tested = c[c["holds"].notna()]
+    """Per (claim, setting): in how many tested columns the claim holds, fails, is undecided."""
+    tested = c[c["verdict"].notna()]
+    cols = ["claim", "setting", "holds", "fails", "undecided", "columns", "where"]
     if tested.empty:
-        return pd.DataFrame(columns=["claim", "setting", "holds_in", "columns", "where"])
-    g = tested.groupby(["claim", "setting"], sort=False)
-    out = g.agg(
-        holds_in=("holds", lambda h: int(sum(bool(x) for x in h))),
-        columns=("holds", "size"),
-        where=(
-            "defense",
-            lambda d: ", ".join(
-                f"{x}{'' if bool(h) else ' ✗'}"
-                for x, h in zip(d, tested.loc[d.index, "holds"], strict=True)
-            ),
-        ),
-    )
-    return out.reset_index()
+        return pd.DataFrame(columns=cols)
+    out = []
+    for (claim, setting), g in tested.groupby(["claim", "setting"], sort=False):
+        marks = {"holds": "", "fails": " ✗", UNDECIDED: " ?"}
+        where = ", ".join(
+            f"{d}{marks[v]}{'*' if p else ''}"
+            for d, v, p in zip(g["defense"], g["verdict"], g["provisional"], strict=True)
+        )
+        out.append(
+            {
+                "claim": claim,
+                "setting": setting,
+                "holds": int((g["verdict"] == "holds").sum()),
+                "fails": int((g["verdict"] == "fails").sum()),
+                "undecided": int((g["verdict"] == UNDECIDED).sum()),
+                "columns": len(g),
+                "where": where,
+            }
+        )
+    return pd.DataFrame(out, columns=cols)
 
 
 def claims_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
     summ = _summary(c)
     lines = [
-        "| Claim | Setting | holds in | columns (✗: fails) |",
+        "| Claim | Setting | holds / fails / undecided "
+        "| columns (✗ fails, ? undecided, * provisional) |",
         "|---|---|---|---|",
     ]
     for claim in CLAIMS:
         for _, r in summ[summ["claim"] == claim].iterrows():
             lines.append(
-                f"| {CLAIMS[claim]} | {r['setting']} | {r['holds_in']}/{r['columns']} | "
-                f"{r['where']} |"
+                f"| {CLAIMS[claim]} | {r['setting']} | {r['holds']} / {r['fails']} / "
+                f"{r['undecided']} | {r['where']} |"
             )
     lines += [
         "",
         "A column is one defense in one setting. Accuracies: "
         f"{METRIC_TEXT.get(metric, metric)}, mean ± std over seeds (n = seeds per cell). "
-        "Differences count when they exceed max(1 point, 2 × the larger std over seeds).",
+        "Two cells are compared within seeds where both have two or more; a difference "
+        "counts when it exceeds max(1 point, 2 × its std over seeds), else it is undecided "
+        "(within seed noise). Provisional: a side had one seed.",
         "",
         "## Evidence per column",
         "",
-        "| Claim | Setting | Defense | holds | evidence | ranking (mean %) |",
-        "|---|---|---|---|---|---|",
+        "| Claim | Setting | Defense | verdict | seeds | comparisons | ranking (mean %) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for _, r in c[c["holds"].notna()].iterrows():
-        mark = "yes" if bool(r["holds"]) else "no"
+    for _, r in c[c["verdict"].notna()].iterrows():
         lines.append(
-            f"| {r['claim']} | {r['setting']} | {r['defense']} | {mark} | {r['evidence']} | "
-            f"{r['ranking']} |"
+            f"| {r['claim']} | {r['setting']} | {r['defense']} | "
+            f"{verdict_text(r['verdict'], bool(r['provisional']))} | {r['seeds']} | "
+            f"{r['evidence']} | {r['ranking']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -354,7 +511,8 @@ def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> N
     """Write ``PREFIX-claims.{csv,md}``, ``PREFIX-diagnostics.{csv,md}`` and the figures
     ``PREFIX-diagnostics.png`` (the setting with the most omniscient runs: every attack and
     the baseline over steps) and ``PREFIX-baseline.png`` (no-attack accuracy over steps: has
-    training plateaued?)."""
+    training plateaued?). The figures need the run JSONs; without ``runs`` only the tables
+    are written (e.g. from a published ``runs.csv`` alone)."""
     df = read_tidy(csv)
     c = claims(df, metric)
     _write_csv(Path(f"{prefix}-claims.csv"), c)
@@ -362,6 +520,8 @@ def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> N
     t = diagnostics_table(df, metric)
     _write_csv(Path(f"{prefix}-diagnostics.csv"), t)
     _write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t, metric))
+    if not runs:
+        return
 
     curves = _diagnostic_curves(runs)
     # the figure shows the largest (β, variant) group of omniscient runs and its baseline

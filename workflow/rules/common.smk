@@ -13,6 +13,7 @@ sys.path.insert(0, SRC)
 from byzstress.study import (
     StudyError,
     check_finite,
+    check_shared_runs,
     cli_args,
     expand_study,
     job_threads,
@@ -39,10 +40,9 @@ try:
     check_finite(config)
     STUDIES = selected_studies(config)
     RUNS = {s: expand_study(s, config["definitions"][s], config) for s in STUDIES}
+    RUN_INDEX = check_shared_runs(RUNS, RESULTS)
 except StudyError as err:
     raise WorkflowError(f"config.yaml: {err}")
-
-RUN_INDEX = {run.path(RESULTS): run for runs in RUNS.values() for run in runs}
 
 
 wildcard_constraints:

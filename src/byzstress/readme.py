@@ -1,0 +1,435 @@
+"""The README's numbers, built from the studies' published outputs, not typed.
+
+Every number README.md quotes about a study sits in a *generated block*::
+
+    <!-- begin generated NAME -->
+    ...
+    <!-- end generated NAME -->
+
+``byzstress readme`` rewrites each block from the committed outputs its generator reads
+(``docs/<study>/runs.csv``, themselves built from the published run records,
+``docs/<study>/runs.tar.xz``); ``byzstress readme --check`` exits 1 and names the blocks
+that differ, and tests/test_readme.py fails the same way. Every block says which
+accuracy it shows (max or final) and where its numbers come from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from .reporting import METRIC_TEXT, is_baseline, read_tidy, summarise, table, table_markdown
+from .verdicts import CLAIMS, UNDECIDED, Cell, _summary, claims, compare
+
+__all__ = ["BLOCKS", "check", "render"]
+
+SENS = "docs/sensitivity"
+DEMO = "docs/demo"
+MAX = METRIC_TEXT["max_acc"]
+BLOCK = re.compile(
+    r"(<!-- begin generated (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated (?P=name) -->)",
+    re.S,
+)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def _main_setting(df: pd.DataFrame) -> tuple[str, str]:
+    """The (β, variant) with the most runs: the study's main setting."""
+    beta, variant = df.groupby(["beta", "variant"]).size().idxmax()
+    return str(beta), str(variant)
+
+
+def _cell(df: pd.DataFrame, defense: str, label: str, metric: str = "max_acc") -> Cell | None:
+    sel = df[(df["defense"] == defense) & (df["attack_label"] == label)]
+    if sel.empty:
+        return None
+    values = {int(s): float(v) * 100 for s, v in zip(sel["seed"], sel[metric], strict=True)}
+    return Cell(label, values)
+
+
+# --------------------------------------------------------------------- sensitivity
+
+
+def _sens(root: Path) -> pd.DataFrame:
+    return read_tidy(root / SENS / "runs.csv")
+
+
+def verdicts_block(root: Path) -> str:
+    """Per claim and setting: in how many defense columns it holds, fails, is undecided."""
+    c = claims(_sens(root))
+    summ = _summary(c)
+    lines = [
+        "| Claim of the paper | Setting | holds / fails / undecided | columns |",
+        "|---|---|---|---|",
+    ]
+    for claim, text in CLAIMS.items():
+        for _, r in summ[summ["claim"] == claim].iterrows():
+            lines.append(
+                f"| {text} | {r['setting']} | {r['holds']} / {r['fails']} / {r['undecided']} "
+                f"| {r['where']} |"
+            )
+    n_prov = int(c["provisional"].sum())
+    lines += [
+        "",
+        f"Accuracy: {MAX}. ✗ fails, ? {UNDECIDED}, * provisional (a side with one seed: "
+        f"{n_prov} of {int(c['verdict'].notna().sum())} decided columns). Source: "
+        f"`{SENS}/runs.csv` → `{SENS}/sensitivity-claims.md` (every comparison, its seeds "
+        "and margin).",
+    ]
+    return "\n".join(lines)
+
+
+def sensitivity_table_block(root: Path) -> str:
+    """The main setting's accuracy table: every attack (both knowledge modes) × defense."""
+    df = _sens(root)
+    beta, variant = _main_setting(df)
+    sub = df[(df["beta"] == beta) & (df["variant"] == variant)].assign(variant="")
+    md = _markdown(table(sub))
+    return md + f" Setting: β = {beta}, {variant or 'default knobs'}. Source: `{SENS}/runs.csv`."
+
+
+DEFENSE_ORDER = ("RFA(buck)", "CM", "CCLIP", "trMean(NNM)")
+FAMILY_ORDER = ("none", "alie", "ipm", "minmax", "minsum")
+
+
+def _markdown(t: pd.DataFrame) -> str:
+    """Table 1 with the paper's column order and rows by attack family, knowledge and
+    strength (the IID-calibrated default before the grid)."""
+    from .grammar import parse
+
+    def key(r: pd.Series) -> tuple:
+        fam = parse(r["attack"]).name
+        strength = -1.0 if pd.isna(r["strength_value"]) else float(r["strength_value"])
+        return (
+            FAMILY_ORDER.index(fam) if fam in FAMILY_ORDER else len(FAMILY_ORDER),
+            r["knowledge"] == "local",
+            strength,
+            r["attack_label"],
+        )
+
+    rows = list(
+        dict.fromkeys(r["attack_label"] for _, r in sorted(t.iterrows(), key=lambda x: key(x[1])))
+    )
+    present = list(dict.fromkeys(t["defense_label"]))
+    defenses = [d for d in DEFENSE_ORDER if d in present] + [
+        d for d in present if d not in DEFENSE_ORDER
+    ]
+    return table_markdown(t, rows=rows, defenses=defenses).rstrip("\n")
+
+
+def _paired(df: pd.DataFrame, defense: str, a: str, b: str) -> str:
+    ca, cb = _cell(df, defense, a), _cell(df, defense, b)
+    if ca is None or cb is None:
+        return "–"
+    common = sorted(set(ca.values) & set(cb.values))
+    if not common:
+        return "–"
+    d = [ca.values[s] - cb.values[s] for s in common]
+    seeds = ", ".join(str(s) for s in common)
+    return f"{statistics.fmean(d):+.1f} (seed{'s' if len(common) > 1 else ''} {seeds})"
+
+
+def options_block(root: Path) -> str:
+    """The threat-model options' effect, within the seeds both sides ran."""
+    df = _sens(root)
+    beta, variant = _main_setting(df)
+    main = df[(df["beta"] == beta) & (df["variant"] == variant)]
+    rows = [
+        ("baseline: n − f honest senders against n", "No attack [senders=honest]", "No attack"),
+        ("Min-Sum bound: notebooks' min against the NDSS max", "MinSum [bound=min]", "MinSum"),
+        (
+            "ALIE default z: Baruch's against Karimireddy's",
+            "ALIE [zrule=baruch] (z=0.39 default)",
+            None,
+        ),
+        ("local attacker against omniscient: ALIE z=8", "ALIE (z=8), local", "ALIE (z=8)"),
+        ("local attacker against omniscient: IPM ε=2.5", "IPM (ε=2.5), local", "IPM (ε=2.5)"),
+    ]
+    present = list(dict.fromkeys(main["defense"]))
+    defenses = [d for d in DEFENSE_ORDER if d in present] + [
+        d for d in present if d not in DEFENSE_ORDER
+    ]
+    labels = set(main["attack_label"])
+    zrule = next((x for x in labels if x.startswith("ALIE [zrule=baruch]")), None)
+    alie_default = next(
+        (x for x in labels if x.startswith("ALIE (z=") and x.endswith("default)")), None
+    )
+    lines = ["| Option (first against second) | " + " | ".join(defenses) + " |"]
+    lines.append("|---|" + "---|" * len(defenses))
+    for text, a, b in rows:
+        if a.startswith("ALIE [zrule"):
+            a, b = zrule, alie_default
+        if a is None or b is None:
+            continue
+        cells = [_paired(main, d, a, b) for d in defenses]
+        if all(c == "–" for c in cells):
+            continue
+        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    # worker momentum: its own variant
+    other = [v for v in dict.fromkeys(df["variant"]) if v != variant]
+    for v in other:
+        sub = df[(df["beta"] == beta) & (df["variant"] == v)]
+        if sub.empty:
+            continue
+        for label in ("No attack", "ALIE (z=8)", "IPM (ε=2.5)"):
+            cells = []
+            for d in defenses:
+                a, b = _cell(sub, d, label), _cell(main, d, label)
+                if a is None or b is None or not set(a.values) & set(b.values):
+                    cells.append("–")
+                    continue
+                common = sorted(set(a.values) & set(b.values))
+                diff = statistics.fmean(a.values[s] - b.values[s] for s in common)
+                cells.append(f"{diff:+.1f} ({_pct(a.mean)} %)")
+            lines.append(f"| {v} against {variant}: {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Differences in accuracy points ({MAX}), first option minus second, within the "
+        "seeds both ran (seed 0 for the one-seed options, whose noise one seed cannot "
+        f"show; the main setting's two-seed cells have a std over seeds of {_std_range(main)} "
+        f"points). β = {beta}. Source: `{SENS}/runs.csv`.",
+    ]
+    return "\n".join(lines)
+
+
+def _std_range(df: pd.DataFrame) -> str:
+    s = summarise(df)
+    std = s.loc[s["seeds"] > 1, "std"]
+    return f"{std.median():.1f} (median; {std.min():.1f} to {std.max():.1f})"
+
+
+def diagnostics_block(root: Path) -> str:
+    """Where the Byzantine weight goes, for the paper's two attacks and the baseline."""
+    df = _sens(root)
+    beta, variant = _main_setting(df)
+    main = df[(df["beta"] == beta) & (df["variant"] == variant) & (df["knowledge"] == "omniscient")]
+    keep = ["No attack", "ALIE (z=8)", "IPM (ε=2.5)", "MinSum"]
+    cols = {
+        "diag_rel_err": "‖agg−μ_h‖/‖μ_h‖",
+        "diag_byz_weight_rows": "Byz. weight in rows",
+        "diag_byz_weight_honest_rows": "Byz. weight in honest rows",
+        "diag_rule_byz_share": "Byz. share of the rule's output",
+        "diag_byz_values_kept": "Byz. values kept / coord.",
+    }
+    lines = ["| Defense | Attack | acc (%) | " + " | ".join(cols.values()) + " |"]
+    lines.append("|---|---|---|" + "---|" * len(cols))
+    g = main.groupby(["defense", "attack_label"], sort=False)
+    for (defense, label), grp in g:
+        if label not in keep:
+            continue
+        vals = [grp[c].mean() for c in cols]
+        text = ["–" if pd.isna(v) else f"{v:.3f}" for v in vals]
+        acc = grp["max_acc"].astype(float) * 100
+        lines.append(
+            f"| {defense} | {label} | {acc.mean():.1f} (n={len(acc)}) | " + " | ".join(text) + " |"
+        )
+    lines += [
+        "",
+        f"β = {beta}, {variant}, omniscient. Diagnostics: each run's mean over its "
+        "evaluations, then the mean over seeds; rows: the vectors the rule sees after the "
+        "pre-aggregators (bucketing, NNM); honest rows: those standing for an honest input "
+        f"(NNM only). acc: {MAX}. Source: `{SENS}/runs.csv` (per step: the run JSONs' "
+        "`diagnostics`).",
+    ]
+    return "\n".join(lines)
+
+
+# the comparisons the README's prose rests on: (defense, a, b) within the main setting
+PROSE_COMPARISONS = (
+    ("RFA(buck)", "ALIE (z=8)", "MinMax"),
+    ("trMean(NNM)", "ALIE (z=8)", "No attack"),
+    ("trMean(NNM)", "IPM (ε=2.5)", "No attack"),
+    ("CM", "IPM (ε=2.5)", "No attack"),
+    ("CM", "ALIE (z=8)", "MinSum"),
+    ("CCLIP", "MinSum", "ALIE (z=8)"),
+    ("CM", "ALIE (z=8), local", "ALIE (z=8)"),
+    ("CCLIP", "ALIE (z=8), local", "ALIE (z=8)"),
+)
+
+
+def comparisons_block(root: Path) -> str:
+    """Each comparison the prose names, with its margin and outcome."""
+    df = _sens(root)
+    beta, variant = _main_setting(df)
+    main = df[(df["beta"] == beta) & (df["variant"] == variant)]
+    lines = ["| Defense | comparison (a − b, points) |", "|---|---|"]
+    for defense, a, b in PROSE_COMPARISONS:
+        ca, cb = _cell(main, defense, a), _cell(main, defense, b)
+        if ca is not None and cb is not None:
+            lines.append(f"| {defense} | {compare(ca, cb).text()} |")
+    lines += ["", f"β = {beta}, {variant}; {MAX}. Source: `{SENS}/runs.csv`."]
+    return "\n".join(lines)
+
+
+def byzfl_block(root: Path) -> str:
+    """The cross-check against ByzFL: every cell, both frameworks, the difference."""
+    d = json.loads((root / SENS / "byzfl_check.json").read_text())
+    lines = [
+        "| Cell (seed) | byzstress max / final acc (%) | ByzFL max / final acc (%) "
+        "| max acc difference |",
+        "|---|---|---|---|",
+    ]
+    for r in d["runs"]:
+        a, b = r["byzstress"], r["byzfl"]
+        ours = f"{a['max_acc'] * 100:.2f} / {a['final_acc'] * 100:.2f}"
+        lines.append(
+            f"| {r['cell']} ({r['seed']}) | {ours} | "
+            f"{b['max_acc'] * 100:.2f} / {b['final_acc'] * 100:.2f} | "
+            f"{(a['max_acc'] - b['max_acc']) * 100:+.2f} |"
+        )
+    s = d["settings"]
+    lines += [
+        "",
+        f"{s['steps']} steps, n = {s['n']}, f = {s['f']}, β = {s['beta']}, same θ0, splits "
+        f"and batches, on {d['machine']['cpu']}. Source: `{SENS}/byzfl_check.json`.",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- demo
+
+
+def _demo(root: Path) -> pd.DataFrame:
+    return read_tidy(root / DEMO / "runs.csv")
+
+
+def demo_table_block(root: Path) -> str:
+    df = _demo(root)
+    kernels = _demo_machine(root)
+    return _markdown(table(df)) + f" Source: `{DEMO}/runs.csv` ({kernels})."
+
+
+def _demo_machine(root: Path) -> str:
+    """Where the published demo records were computed (from the records themselves)."""
+    from .archive import members
+
+    envs = set()
+    for _, data in members(root / DEMO / "runs.tar.xz"):
+        r = json.loads(data)
+        k = r.get("kernels") or {}
+        envs.add(
+            (k.get("cpu_model"), k.get("cpu_capability"), r["threads"], r["versions"]["torch"])
+        )
+    return "; ".join(
+        f"{cpu}, torch {torch} (capability {cap}), {t} thread{'s' if t > 1 else ''} per run"
+        for cpu, cap, t, torch in sorted(envs, key=str)
+    )
+
+
+def demo_findings_block(root: Path) -> str:
+    """Calibration's cost and the strongest attack per defense, with the seeds' margin."""
+    df = _demo(root)
+    s = summarise(df)
+    lines = []
+    for defense, col in s.groupby("defense", sort=False):
+        base = col[is_baseline(col["attack_label"])]
+        att = col[~is_baseline(col["attack_label"])].sort_values("mean")
+        if base.empty or len(att) < 2:
+            continue
+        clean = float(base["mean"].iloc[0])
+        first, second = att.iloc[0], att.iloc[1]
+        c = compare(
+            _cell(df, defense, first["attack_label"]), _cell(df, defense, second["attack_label"])
+        )
+        decided = "below the runner-up beyond the margin" if c.outcome == "lower" else UNDECIDED
+        drops = ", ".join(
+            f"{r['attack_label']} {clean - r['mean']:+.1f}" for _, r in att.iterrows()
+        )
+        lines.append(
+            f"- **{defense}**: no attack {_pct(clean)} %; drop per attack (points) {drops}. "
+            f"Strongest: {first['attack_label']} ({_pct(first['mean'])} %; against "
+            f"{second['attack_label']}: {c.diff:+.1f}, margin {c.margin:.1f}: {decided})."
+        )
+    seeds = int(s["seeds"].max())
+    lines.append(
+        f"\nAccuracy: {MAX}, mean over {seeds} seeds; comparisons within seeds (paired), "
+        f"margin max(1, 2 × std of the paired differences). Source: `{DEMO}/runs.csv`."
+    )
+    return "\n".join(lines)
+
+
+def demo_cpus_block(root: Path) -> str:
+    """The demo's Table 1 on two CPUs: how far the means move against the seeds' spread."""
+    here = summarise(_demo(root))
+    other_path = root / DEMO / "table1-amd-epyc.csv"
+    other = pd.read_csv(other_path)
+    m = here.merge(other, on=["defense", "attack_label"], suffixes=("", "_amd"))
+    m["delta"] = m["mean"] - m["mean_amd"]
+    m["spread"] = m[["std", "std_amd"]].max(axis=1)
+    inside = int((m["delta"].abs() <= m["spread"]).sum())
+    strongest = 0
+    cols = 0
+    for _, col in m[~is_baseline(m["attack_label"])].groupby("defense"):
+        cols += 1
+        strongest += (
+            col.loc[col["mean"].idxmin(), "attack_label"]
+            == col.loc[col["mean_amd"].idxmin(), "attack_label"]
+        )
+    worst = m.loc[m["delta"].abs().idxmax()]
+    return (
+        f"Across the two CPUs the {len(m)} cells' means differ by {m['delta'].abs().median():.2f} "
+        f"points (median) and at most {abs(worst['delta']):.2f} ({worst['attack_label']} against "
+        f"{worst['defense']}: {worst['mean']:.2f} ± {worst['std']:.2f} here, "
+        f"{worst['mean_amd']:.2f} ± {worst['std_amd']:.2f} on AMD EPYC); {inside} of {len(m)} "
+        f"differences are within the larger of the two seed stds, and the strongest attack is "
+        f"the same in {strongest} of {cols} columns. Source: `{DEMO}/runs.csv` against "
+        f"`{DEMO}/table1-amd-epyc.csv` ({MAX})."
+    )
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "verdicts": verdicts_block,
+    "sensitivity-table": sensitivity_table_block,
+    "sensitivity-options": options_block,
+    "sensitivity-diagnostics": diagnostics_block,
+    "sensitivity-comparisons": comparisons_block,
+    "byzfl-check": byzfl_block,
+    "demo-table": demo_table_block,
+    "demo-findings": demo_findings_block,
+    "demo-cpus": demo_cpus_block,
+}
+
+
+def render(text: str, root: Path) -> str:
+    """``text`` with every generated block rebuilt; an unknown block name is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in BLOCKS:
+            raise ValueError(
+                f"README: unknown generated block {name!r}; valid: {', '.join(BLOCKS)}"
+            )
+        return f"{m.group(1)}{BLOCKS[name](root).rstrip()}\n{m.group(4)}"
+
+    return BLOCK.sub(sub, text)
+
+
+def check(text: str, root: Path) -> list[str]:
+    """The names of the blocks whose text differs from what the outputs give."""
+    want = {m.group("name"): m.group("body") for m in BLOCK.finditer(render(text, root))}
+    have = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
+    return [name for name in have if have[name] != want.get(name)]
+
+
+def readme_cmd(readme: Path, root: Path, check_only: bool) -> int:
+    text = readme.read_text()
+    if check_only:
+        stale = check(text, root)
+        if stale:
+            print(f"{readme}: generated blocks out of date: {', '.join(stale)}")
+            return 1
+        print(f"{readme}: every generated block matches the outputs")
+        return 0
+    new = render(text, root)
+    if new != text:
+        readme.write_text(new)
+    print(f"{readme}: {len(BLOCK.findall(new))} generated blocks written")
+    return 0

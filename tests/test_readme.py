@@ -1,0 +1,50 @@
+"""The README's numbers are generated from the committed study outputs (byzstress.readme),
+and those outputs are the published run records'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from byzstress import archive, readme
+from byzstress.reporting import collect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_generated_block_matches_the_outputs():
+    text = (ROOT / "README.md").read_text()
+    names = [m.group("name") for m in readme.BLOCK.finditer(text)]
+    assert set(names) == set(readme.BLOCKS), "each generator has its block in README.md"
+    assert readme.check(text, ROOT) == [], "run `byzstress readme` and commit README.md"
+
+
+def test_an_edited_number_is_caught_with_its_block_named():
+    text = (ROOT / "README.md").read_text()
+    m = next(m for m in readme.BLOCK.finditer(text) if m.group("name") == "demo-table")
+    body = m.group("body")
+    i = next(i for i, ch in enumerate(body) if ch.isdigit())
+    wrong = body[:i] + ("1" if body[i] != "1" else "2") + body[i + 1 :]
+    edited = text[: m.start("body")] + wrong + text[m.end("body") :]
+    assert readme.check(edited, ROOT) == ["demo-table"]
+    assert readme.render(edited, ROOT) == text  # and `byzstress readme` puts it right
+
+
+def test_an_unknown_block_is_an_error():
+    with pytest.raises(ValueError, match="unknown generated block 'nope'; valid: verdicts"):
+        readme.render("<!-- begin generated nope -->\nx\n<!-- end generated nope -->\n", ROOT)
+
+
+def test_the_demo_csv_is_what_its_published_records_give(tmp_path, monkeypatch):
+    counts = archive.restore(ROOT / "docs/demo/runs.tar.xz", tmp_path / "results/demo/runs")
+    assert counts["restored"] == 60
+    monkeypatch.chdir(tmp_path)
+    paths = sorted(Path("results/demo/runs").rglob("*.json"))
+    rebuilt = collect(paths).sort_values("path").reset_index(drop=True)
+    import pandas as pd
+
+    published = pd.read_csv(ROOT / "docs/demo/runs.csv").sort_values("path").reset_index(drop=True)
+    assert list(published["path"]) == list(rebuilt["path"])
+    for col in ("max_acc", "final_acc", "seed", "diag_rel_err"):
+        assert published[col].tolist() == pytest.approx(rebuilt[col].tolist(), nan_ok=True), col

@@ -1,0 +1,202 @@
+"""Published run records: the archive round trip (byzstress.archive) and retraining a
+record to check it (byzstress.verify)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from byzstress import archive, verify
+from byzstress.runner import run
+from byzstress.spec import RunSpec
+
+
+def _records(tmp_path):
+    runs = tmp_path / "runs"
+    for i, name in enumerate(
+        [
+            "beta~0.1/alie~8/cm/seed~0",
+            "beta~0.1/alie~8/cm/seed~1",
+            "beta~iid/none~default/rfa-buck/seed~0",
+        ]
+    ):
+        p = runs / f"{name}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"max_acc": 0.5 + i / 10, "curve": {"step": [1]}}))
+    (runs / "beta~0.1/alie~8/cm/seed~2.json.ckpt").write_bytes(b"not a record")
+    (runs / "beta~0.1/alie~8/cm/.seed~2.json.x.tmp").write_bytes(b"partial")
+    return runs
+
+
+def test_pack_restore_round_trip_is_exact_and_deterministic(tmp_path):
+    runs = _records(tmp_path)
+    manifest = archive.pack(runs, tmp_path / "a.tar.xz")
+    assert sorted(manifest["records"]) == [
+        "beta~0.1/alie~8/cm/seed~0.json",
+        "beta~0.1/alie~8/cm/seed~1.json",
+        "beta~iid/none~default/rfa-buck/seed~0.json",
+    ]  # no checkpoint, no temporary file
+    archive.pack(runs, tmp_path / "b.tar.xz")
+    assert (tmp_path / "a.tar.xz").read_bytes() == (tmp_path / "b.tar.xz").read_bytes()
+    out = tmp_path / "restored"
+    assert archive.restore(tmp_path / "a.tar.xz", out) == {
+        "restored": 3,
+        "unchanged": 0,
+        "replaced": 0,
+    }
+    for name in manifest["records"]:
+        assert (out / name).read_bytes() == (runs / name).read_bytes()
+    mtime = (out / "beta~0.1/alie~8/cm/seed~0.json").stat().st_mtime_ns
+    assert archive.restore(tmp_path / "a.tar.xz", out)["unchanged"] == 3
+    assert (out / "beta~0.1/alie~8/cm/seed~0.json").stat().st_mtime_ns == mtime
+
+
+def test_restore_refuses_to_overwrite_a_different_record(tmp_path):
+    runs = _records(tmp_path)
+    archive.pack(runs, tmp_path / "a.tar.xz")
+    (runs / "beta~0.1/alie~8/cm/seed~0.json").write_text('{"max_acc": 0.9}')
+    with pytest.raises(archive.ArchiveError, match=r"exists with other content.*--overwrite"):
+        archive.restore(tmp_path / "a.tar.xz", runs)
+    counts = archive.restore(tmp_path / "a.tar.xz", runs, overwrite=True)
+    assert counts == {"restored": 0, "unchanged": 2, "replaced": 1}
+    assert json.loads((runs / "beta~0.1/alie~8/cm/seed~0.json").read_text())["max_acc"] == 0.5
+
+
+def _write_tar(path, entries):
+    import lzma
+
+    with lzma.open(path, "wb") as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_tampered_or_unsafe_archive_is_refused(tmp_path):
+    runs = _records(tmp_path)
+    manifest = archive.pack(runs, tmp_path / "a.tar.xz")
+    records = dict(archive.members(tmp_path / "a.tar.xz"))
+    head = json.dumps(manifest).encode()
+    name = "beta~0.1/alie~8/cm/seed~0.json"
+    changed = [(archive.MANIFEST, head)] + [
+        (f"runs/{k}", b'{"max_acc": 1.0}' if k == name else v) for k, v in records.items()
+    ]
+    _write_tar(tmp_path / "tampered.tar.xz", changed)
+    with pytest.raises(archive.ArchiveError, match="does not match its manifest"):
+        archive.restore(tmp_path / "tampered.tar.xz", tmp_path / "out")
+    _write_tar(
+        tmp_path / "unsafe.tar.xz", [(archive.MANIFEST, head), ("runs/../../evil.json", b"{}")]
+    )
+    with pytest.raises(archive.ArchiveError, match="unsafe member"):
+        archive.restore(tmp_path / "unsafe.tar.xz", tmp_path / "out")
+    missing = [(archive.MANIFEST, head)] + [
+        (f"runs/{k}", v) for k, v in records.items() if k != name
+    ]
+    _write_tar(tmp_path / "missing.tar.xz", missing)
+    with pytest.raises(archive.ArchiveError, match="records missing"):
+        list(archive.members(tmp_path / "missing.tar.xz"))
+    with pytest.raises(archive.ArchiveError, match="does not exist"):
+        archive.pack(tmp_path / "nowhere", tmp_path / "c.tar.xz")
+    (tmp_path / "junk.tar.xz").write_bytes(b"junk")
+    with pytest.raises(archive.ArchiveError, match="not a readable"):
+        archive.read_records(tmp_path / "junk.tar.xz")
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _spec(root, **kw):
+    base = {
+        "steps": 4,
+        "eval_every": 2,
+        "data_root": str(root),
+        "device": "cpu",
+        "attack": "alie",
+        "strength": 2.0,
+        "defense": "rfa(buck)",
+        "beta": 0.5,
+    }
+    return RunSpec.from_dict({**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def record(fmnist_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec") / "run.json"
+    run(_spec(fmnist_root), out=out)
+    return json.loads(out.read_text())
+
+
+def test_verify_retrains_a_record_bit_identically(record):
+    rep = verify.compare(record, verify.retrain(record))
+    assert rep["identical"], [k for k, q in rep["quantities"].items() if not q["identical"]]
+    assert {"curve.test_acc", "curve.test_loss", "max_acc", "diagnostics.rel_err"} <= set(
+        rep["quantities"]
+    )
+    for side in ("recorded_on", "retrained_on"):
+        env = rep[side]
+        assert env["device"] == "cpu" and env["torch"] and env["threads"] >= 1
+        assert env["cpu_capability"]  # which kernel set ran
+
+
+def test_verify_names_the_quantity_that_differs(record):
+    changed = copy.deepcopy(record)
+    changed["curve"]["test_acc"][1] += 0.0125
+    changed["max_acc"] = max(changed["curve"]["test_acc"])
+    changed["diagnostics"]["cos"][0] *= 1.5
+    rep = verify.compare(changed, verify.retrain(record))
+    assert not rep["identical"]
+    q = rep["quantities"]
+    assert q["curve.test_acc"]["identical"] is False
+    assert q["curve.test_acc"]["max_abs_diff"] == pytest.approx(0.0125)
+    assert q["curve.test_acc"]["first_step"] == 4 and q["curve.test_acc"]["values_differing"] == 1
+    assert q["diagnostics.cos"]["first_step"] == 2
+    # the untouched quantities stay identical: the report points at what changed
+    assert q["curve.test_loss"]["identical"] and q["final_acc"]["identical"]
+    text = verify.report_markdown([rep])
+    assert "differs" in text and "| curve.test_acc | no | 0.0125 | 4 |" in text
+
+
+def test_verify_cli_on_an_archive_reports_seed_spread_and_strict_exit(record, tmp_path):
+    runs = tmp_path / "runs"
+    for seed, acc in ((0, None), (1, 0.5)):
+        r = copy.deepcopy(record)
+        if acc is not None:  # a sibling seed: only its max accuracy is read
+            r["max_acc"] = acc
+        (runs / "cell").mkdir(parents=True, exist_ok=True)
+        (runs / f"cell/seed~{seed}.json").write_text(json.dumps(r))
+    archive.pack(runs, tmp_path / "runs.tar.xz")
+    reports = verify.verify_archive(tmp_path / "runs.tar.xz", ["cell/seed~0.json"])
+    assert reports[0]["identical"] and reports[0]["seed_spread"]["max_acc"]["seeds"] == 2
+    (runs / "cell/seed~1.json").unlink()
+    bad = copy.deepcopy(record)
+    bad["final_acc"] = 0.0
+    (runs / "cell/seed~0.json").write_text(json.dumps(bad))
+    cmd = [sys.executable, "-m", "byzstress", "verify", str(runs / "cell/seed~0.json")]
+    ok = subprocess.run([*cmd, "--out", str(tmp_path / "rep.json")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (
+        json.loads((tmp_path / "rep.json").read_text())[0]["quantities"]["final_acc"]["recorded"]
+        == 0.0
+    )
+    strict = subprocess.run([*cmd, "--strict"], capture_output=True, text=True)
+    assert strict.returncode == 1 and "final_acc" in strict.stdout
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "byzstress",
+            "verify",
+            str(tmp_path / "runs.tar.xz"),
+            "--run",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "no record 'nope'" in missing.stderr

@@ -29,6 +29,7 @@ localrules:
     leaderboard,
     calibration,
     sensitivity,
+    detection,
 
 
 rule all:

@@ -270,6 +270,28 @@ def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_detection(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detection",
+        help="is an attack detected? per strength, and Figure 1's claim per defense",
+    )
+    p.add_argument("csv", type=Path, help="the study's runs.csv (byzstress collect)")
+    p.add_argument(
+        "--out-prefix",
+        type=Path,
+        required=True,
+        help="writes PREFIX.{csv,md,png,pdf} and PREFIX-claim.{csv,md}",
+    )
+    p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+
+    def run(a: argparse.Namespace) -> None:
+        from .detection import detection_cmd
+
+        detection_cmd(a.csv, a.out_prefix, a.metric)
+
+    p.set_defaults(func=run)
+
+
 def _add_records(sub: argparse._SubParsersAction) -> None:
     """Published run records: pack, restore, verify (:mod:`byzstress.archive`,
     :mod:`byzstress.verify`)."""
@@ -383,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sensitivity(sub)
     _add_records(sub)
     _add_readme(sub)
+    _add_detection(sub)
     return parser
 
 

@@ -211,7 +211,7 @@ def diagnostics_block(root: Path) -> str:
     df = _sens(root)
     beta, variant = _main_setting(df)
     main = df[(df["beta"] == beta) & (df["variant"] == variant) & (df["knowledge"] == "omniscient")]
-    keep = ["No attack", "ALIE (z=8)", "IPM (ε=2.5)", "MinSum"]
+    keep = ["No attack", "ALIE (z=8)", "IPM (ε=2.5)", "MinMax", "MinSum"]
     cols = {
         "diag_rel_err": "‖agg−μ_h‖/‖μ_h‖",
         "diag_byz_weight_rows": "Byz. weight in rows",
@@ -344,7 +344,8 @@ def demo_findings_block(root: Path) -> str:
             f"{r['attack_label']} {clean - r['mean']:+.1f}" for _, r in att.iterrows()
         )
         lines.append(
-            f"- **{defense}**: no attack {_pct(clean)} %; drop per attack (points) {drops}. "
+            f"- **{defense}**: no attack {_pct(clean)} %; drop per attack (points below it) "
+            f"{drops}. "
             f"Strongest: {first['attack_label']} ({_pct(first['mean'])} %; against "
             f"{second['attack_label']}: {c.diff:+.1f}, margin {c.margin:.1f}: {decided})."
         )

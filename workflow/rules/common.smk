@@ -102,6 +102,11 @@ def all_targets():
                     "baseline.png",
                 )
             ]
+        if report_option(s, "detection", False):
+            targets += [
+                f"{base}/detection.{ext}" for ext in ("csv", "md", "png", "pdf")
+            ]
+            targets += [f"{base}/detection-claim.{ext}" for ext in ("csv", "md")]
         if study_def(s).get("type", "matrix") == "calibration":
             targets += [f"{base}/calibration.{ext}" for ext in ("csv", "md")]
     return targets

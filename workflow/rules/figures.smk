@@ -43,3 +43,31 @@ rule curves:
         cli=CLI,
     shell:
         "python {params.cli:q} curves {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule detection:
+    input:
+        f"{RESULTS}/{{study}}/runs.csv",
+    output:
+        csv=f"{RESULTS}/{{study}}/detection.csv",
+        md=f"{RESULTS}/{{study}}/detection.md",
+        png=report(
+            f"{RESULTS}/{{study}}/detection.png",
+            caption="../report/detection.rst",
+            category="{study}",
+            subcategory="Detection",
+        ),
+        pdf=f"{RESULTS}/{{study}}/detection.pdf",
+        claim_csv=f"{RESULTS}/{{study}}/detection-claim.csv",
+        claim_md=f"{RESULTS}/{{study}}/detection-claim.md",
+    log:
+        f"{RESULTS}/{{study}}/logs/detection.log",
+    conda:
+        "../../envs/byzstress.yaml"
+    params:
+        cli=CLI,
+        metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
+        prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/detection",
+    shell:
+        "python {params.cli:q} detection {input:q}"
+        " --out-prefix {params.prefix:q} --metric {params.metric} > {log:q} 2>&1"

@@ -1,0 +1,237 @@
+"""Is an attack detected? Figure 1's claim, measured from the diagnostics every run records.
+
+The seed paper's first claim is that under heterogeneity ALIE and IPM can use far larger
+strengths than the IID literature assumed "and still go undetected". Accuracy alone cannot
+tell an attack the defense filtered out from one it let through and that did no harm, so
+two quantities from each run's diagnostics (:func:`byzstress.training.diagnostics`, means
+over the run's evaluations) measure detection:
+
+``kept``
+    ``rule_byz_share / (f/n)``: the share of the defense's output the Byzantine vectors
+    carry (traced through the pre-aggregators: bucketing, NNM), relative to their share of
+    the inputs. 1: the defense treats them like any input; 0: it removes them.
+``shift``
+    ``rel_err − rel_err(no attack)`` with ``rel_err = ‖agg − μ_h‖ / ‖μ_h‖``: how much further
+    from the honest mean the attack moves the aggregate than heterogeneity alone does (the
+    no-attack run of the same β, defense and seed; its f "Byzantine" clients send their own
+    honest momenta).
+
+An attack is **detected** when ``kept < 0.5`` (:data:`KEPT_THRESHOLD`): the defense gives
+the Byzantine vectors less than half of their share. This is the selection view of
+detection that Baruch et al. (2019, "A little is enough") use when they count how often
+Krum or Bulyan select the attackers' vectors, generalised to rules that weight rather than
+select. The threshold is a choice, written in ``docs/threat-model.md``; ``kept`` is in every
+table so that a reader can apply another.
+
+Claim 1, in these terms: the most damaging strength, and the largest strength that stays
+undetected, grow as β falls (IID → 0.5 → 0.1), beyond the IID-calibrated defaults
+(Karimireddy's and Baruch's z, IPM ε = 0.1).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .reporting import METRIC_TEXT, NO_ATTACK, _order, _save_fig, _write_csv, _write_text, read_tidy
+
+__all__ = ["KEPT_THRESHOLD", "detection", "heterogeneity_claim", "strength_table"]
+
+KEPT_THRESHOLD = 0.5
+SWEPT = ("ALIE", "IPM")
+
+
+def _beta_order(betas: list[str]) -> list[str]:
+    """IID first, then β from mild to severe heterogeneity (large to small)."""
+    num = sorted((b for b in betas if b != "iid"), key=float, reverse=True)
+    return (["iid"] if "iid" in betas else []) + num
+
+
+def detection(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: ``kept``, ``shift`` and ``detected`` (``None`` for the no-attack runs)."""
+    d = df.copy()
+    d["kept"] = d["diag_rule_byz_share"].astype(float) / (d["f"] / d["n"])
+    base = d[d["attack_name"] == NO_ATTACK].set_index(["beta", "variant", "defense", "seed"])
+    key = list(zip(d["beta"], d["variant"], d["defense"], d["seed"], strict=True))
+    ref = [base["diag_rel_err"].get(k, math.nan) if k in base.index else math.nan for k in key]
+    d["shift"] = d["diag_rel_err"].astype(float) - np.asarray(ref, dtype=float)
+    d["detected"] = [
+        None if a == NO_ATTACK or math.isnan(k) else bool(k < KEPT_THRESHOLD)
+        for a, k in zip(d["attack_name"], d["kept"], strict=True)
+    ]
+    return d
+
+
+def strength_table(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
+    """Per (β, defense, attack, strength): accuracy (%), ``kept`` and ``shift`` averaged
+    over seeds, the seeds, and ``detected`` (mean ``kept`` below the threshold)."""
+    d = detection(df)
+    d = d[d["attack_name"].isin(SWEPT) & (d["strength"] != "auto")]
+    d = d.assign(acc=d[metric].astype(float) * 100)
+    keys = ["beta", "variant", "defense", "attack_name", "strength_value", "attack_label"]
+    g = d.groupby(keys, sort=False)
+    t = g.agg(
+        acc=("acc", "mean"),
+        acc_std=("acc", lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else math.nan),
+        seeds=("acc", "size"),
+        kept=("kept", "mean"),
+        shift=("shift", "mean"),
+    ).reset_index()
+    t["detected"] = t["kept"] < KEPT_THRESHOLD
+    return t.sort_values(["beta", "defense", "attack_name", "strength_value"]).reset_index(
+        drop=True
+    )
+
+
+def heterogeneity_claim(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
+    """Per (defense, attack) and β: the most damaging strength and its accuracy, the
+    largest strength that stays undetected, the accuracy at the IID-calibrated default,
+    and whether both strengths grow as β falls (``holds``: non-decreasing from IID to the
+    smallest β and larger there than under IID; ``provisional`` while a deciding cell
+    has one seed)."""
+    t = strength_table(df, metric)
+    clean = df[df["attack_name"] == NO_ATTACK].assign(acc=lambda x: x[metric].astype(float) * 100)
+    clean_acc = clean.groupby(["beta", "defense"])["acc"].mean()
+    rows: list[dict[str, Any]] = []
+    for (defense, attack), grp in t.groupby(["defense", "attack_name"], sort=False):
+        per_beta = []
+        for beta in _beta_order(_order(grp["beta"])):
+            b = grp[grp["beta"] == beta]
+            worst = b.loc[b["acc"].idxmin()]
+            undetected = b[~b["detected"]]
+            # the IID-calibrated default: ALIE without a strength (its default z), IPM 0.1
+            is_default = b["attack_label"].str.contains("default") | np.isclose(
+                b["strength_value"], 0.1
+            )
+            default = b[is_default].iloc[0] if is_default.any() else b.iloc[0]
+            per_beta.append(
+                {
+                    "defense": defense,
+                    "attack": attack,
+                    "beta": beta,
+                    "no_attack_acc": clean_acc.get((beta, defense), math.nan),
+                    "iid_default_strength": default["strength_value"],
+                    "acc_at_iid_default": default["acc"],
+                    "most_damaging_strength": worst["strength_value"],
+                    "acc_at_most_damaging": worst["acc"],
+                    "seeds_at_most_damaging": int(worst["seeds"]),
+                    "largest_undetected_strength": undetected["strength_value"].max()
+                    if len(undetected)
+                    else math.nan,
+                    "strengths": len(b),
+                }
+            )
+        grows = {}
+        for key in ("most_damaging_strength", "largest_undetected_strength"):
+            v = [r[key] for r in per_beta]
+            if len(v) < 2 or any(math.isnan(x) for x in v):
+                grows[key] = None
+            else:
+                grows[key] = all(b >= a for a, b in pairwise(v)) and v[-1] > v[0]
+        provisional = any(r["seeds_at_most_damaging"] < 3 for r in per_beta)
+        for r in per_beta:
+            r["damaging_grows"] = grows["most_damaging_strength"]
+            r["undetected_grows"] = grows["largest_undetected_strength"]
+            r["provisional"] = provisional
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _g(x: float) -> str:
+    return "–" if pd.isna(x) else f"{x:g}"
+
+
+def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
+    lines = [
+        "| Defense | Attack | β | no attack | IID default (acc) | most damaging (acc, seeds) "
+        "| largest undetected | damaging grows as β falls | undetected grows as β falls |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def yes(v: Any, prov: bool) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "untested"
+        return ("yes" if v else "no") + (", provisional" if prov else "")
+
+    for _, r in c.iterrows():
+        lines.append(
+            f"| {r['defense']} | {r['attack']} | {r['beta']} | {r['no_attack_acc']:.1f} | "
+            f"{r['iid_default_strength']:.3g} ({r['acc_at_iid_default']:.1f}) | "
+            f"{_g(r['most_damaging_strength'])} ({r['acc_at_most_damaging']:.1f}, "
+            f"{r['seeds_at_most_damaging']}) | {_g(r['largest_undetected_strength'])} | "
+            f"{yes(r['damaging_grows'], r['provisional'])} | "
+            f"{yes(r['undetected_grows'], r['provisional'])} |"
+        )
+    lines += [
+        "",
+        f"Accuracy (%): {METRIC_TEXT.get(metric, metric)}, mean over seeds. Undetected: the "
+        f"Byzantine vectors keep at least {KEPT_THRESHOLD:g} of their share f/n of the "
+        "defense's output (`kept`, docs/threat-model.md). β runs from IID to the most "
+        "heterogeneous; 'grows' means non-decreasing along it and larger at the smallest β "
+        "than under IID. Provisional: a most-damaging cell has fewer than 3 seeds.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def detection_figure(t: pd.DataFrame):
+    """``kept`` against strength (log axis), a line per defense, a panel per β and attack;
+    dashed: the detection threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    betas = _beta_order(_order(t["beta"]))
+    g = sns.relplot(
+        data=t,
+        x="strength_value",
+        y="kept",
+        hue="defense",
+        style="defense",
+        col="beta",
+        row="attack_name",
+        kind="line",
+        markers=True,
+        dashes=False,
+        col_order=betas,
+        height=3.0,
+        aspect=1.2,
+        facet_kws={"sharex": False, "margin_titles": True},
+    )
+    g.set_titles(row_template="{row_name}", col_template="β = {col_name}")
+    for ax in g.axes.flat:
+        ax.set_xscale("log")
+        ax.axhline(KEPT_THRESHOLD, ls="--", lw=1, color="grey")
+    g.set_axis_labels("attack strength (ALIE z, IPM ε)", "Byzantine share kept / (f/n)")
+    g.figure.suptitle(
+        f"Detection: below the dashed line ({KEPT_THRESHOLD:g}) the defense removes the attack",
+        y=1.02,
+    )
+    return g.figure
+
+
+def detection_cmd(csv: Path, prefix: Path, metric: str) -> None:
+    """Write ``PREFIX.{csv,md,png,pdf}`` (per strength) and ``PREFIX-claim.{csv,md}``."""
+    df = read_tidy(csv)
+    t = strength_table(df, metric)
+    _write_csv(Path(f"{prefix}.csv"), t)
+    lines = [
+        "| β | Defense | Attack | strength | acc (%) | seeds | kept | shift | detected |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in t.iterrows():
+        lines.append(
+            f"| {r['beta']} | {r['defense']} | {r['attack_name']} | {r['strength_value']:.3g} | "
+            f"{r['acc']:.1f} | {r['seeds']} | {r['kept']:.3f} | {r['shift']:+.3f} | "
+            f"{'yes' if r['detected'] else 'no'} |"
+        )
+    _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
+    _save_fig(detection_figure(t), [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])
+    c = heterogeneity_claim(df, metric)
+    _write_csv(Path(f"{prefix}-claim.csv"), c)
+    _write_text(Path(f"{prefix}-claim.md"), claim_markdown(c, metric))

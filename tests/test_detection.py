@@ -1,0 +1,88 @@
+"""Detection and Figure 1's claim (byzstress.detection) on hand-made diagnostics."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from byzstress.detection import KEPT_THRESHOLD, detection, heterogeneity_claim, strength_table
+
+# beta -> strength -> (accuracy %, Byzantine share of the rule's output); f/n = 4/20 = 0.2
+ALIE = {
+    "iid": {0.157: (80, 0.20), 1.0: (70, 0.15), 8.0: (79, 0.00)},  # z=1 hurts, z=8 removed
+    "0.5": {0.157: (78, 0.20), 1.0: (70, 0.18), 8.0: (60, 0.12)},
+    "0.1": {0.157: (75, 0.20), 1.0: (65, 0.20), 8.0: (40, 0.15)},  # z=8 hurts, kept
+}
+
+
+def runs() -> pd.DataFrame:
+    rows = []
+    for beta, strengths in ALIE.items():
+        for seed in (0, 1):
+            base = {"beta": beta, "variant": "", "defense": "A", "seed": seed, "n": 20, "f": 4}
+            rows.append(
+                {
+                    **base,
+                    "attack_name": "No attack",
+                    "attack_label": "No attack",
+                    "strength": "",
+                    "strength_value": math.nan,
+                    "max_acc": 0.82,
+                    "diag_rule_byz_share": 0.2,
+                    "diag_rel_err": 1.0 + seed,
+                }
+            )
+            for z, (acc, share) in strengths.items():
+                label = "ALIE (z=0.16 default)" if z < 0.2 else f"ALIE (z={z:g})"
+                rows.append(
+                    {
+                        **base,
+                        "attack_name": "ALIE",
+                        "attack_label": label,
+                        "strength": "" if z < 0.2 else str(z),
+                        "strength_value": z,
+                        "max_acc": acc / 100,
+                        "diag_rule_byz_share": share,
+                        "diag_rel_err": 1.5 + seed,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_kept_shift_and_detected_per_run():
+    d = detection(runs())
+    row = d[(d["beta"] == "iid") & (d["strength_value"] == 8.0) & (d["seed"] == 1)].iloc[0]
+    assert row["kept"] == pytest.approx(0.0) and row["detected"] is True
+    assert row["shift"] == pytest.approx(0.5)  # 2.5 against the same seed's baseline 2.0
+    assert d.loc[d["attack_name"] == "No attack", "detected"].isna().all()
+    kept = d[(d["beta"] == "0.5") & (d["strength_value"] == 8.0)]["kept"]
+    assert kept.tolist() == pytest.approx([0.6, 0.6]) and KEPT_THRESHOLD == 0.5
+
+
+def test_the_undetected_and_the_most_damaging_strength_grow_as_beta_falls():
+    t = strength_table(runs())
+    assert len(t) == 9 and (t["seeds"] == 2).all()
+    c = heterogeneity_claim(runs()).set_index("beta")
+    assert list(c.index) == ["iid", "0.5", "0.1"]  # from IID to the most heterogeneous
+    assert c.loc["iid", "most_damaging_strength"] == 1.0
+    assert c.loc["iid", "largest_undetected_strength"] == 1.0  # z=8 is removed under IID
+    assert c.loc["0.1", "most_damaging_strength"] == 8.0
+    assert c.loc["0.1", "largest_undetected_strength"] == 8.0
+    assert c.loc["0.1", "acc_at_iid_default"] == pytest.approx(75)
+    assert c.loc["0.1", "iid_default_strength"] == pytest.approx(0.157)
+    assert bool(c["damaging_grows"].iloc[0]) and bool(c["undetected_grows"].iloc[0])
+    assert bool(c["provisional"].iloc[0])  # 2 seeds at the most damaging strength
+
+
+def test_a_strength_detected_everywhere_does_not_make_the_claim():
+    df = runs()
+    z8 = df["strength_value"] == 8.0
+    df.loc[z8, "diag_rule_byz_share"] = 0.0  # removed at every β, and so harmless
+    df.loc[z8, "max_acc"] = 0.80
+    df.loc[(df["beta"] == "0.1") & (df["strength_value"] == 1.0), "max_acc"] = 0.5
+    c = heterogeneity_claim(df).set_index("beta")
+    assert (c["largest_undetected_strength"] == 1.0).all()
+    assert not bool(c["undetected_grows"].iloc[0])  # the same strength under IID and β=0.1
+    assert not bool(c["damaging_grows"].iloc[0])

@@ -50,6 +50,27 @@ FLOAT_KEYS = {  # key: (bad numbers outside the valid range)
 CHOICE_KEYS = ("dataset", "model", "momentum_form", "defense_units", "knowledge", "device")
 BOOL_KEYS = ("download", "deterministic", "augment")
 BAD_SPECS = {
+    "split": st.one_of(
+        st.sampled_from(
+            [
+                "",
+                "dirichlet[beta=0.5]",
+                "shards[k=0]",
+                "shards[k=2.5]",
+                "shards[n=2]",
+                "classes[k=-1]",
+                "gamma[gamma=nan]",
+                "gamma[gamma=1e400]",
+                "gamma[gamma=yes]",
+                "quantity[alpha=1]",
+                "shards(",
+                "shards(iid)",
+            ]
+        ),
+        st.integers(),
+        NONFINITE,
+        TEXT.filter(lambda t: t.strip().lower().split("[")[0] not in _split_names()),
+    ),
     "attack": st.one_of(
         st.sampled_from(
             [
@@ -102,6 +123,12 @@ BAD_SPECS = {
 }
 
 
+def _split_names() -> set[str]:
+    from byzstress.splits import SPLITS
+
+    return set(SPLITS)
+
+
 def _attack_names() -> set[str]:
     from byzstress.attacks import ATTACKS
 
@@ -149,7 +176,7 @@ def bad_value(key: str) -> st.SearchStrategy:
 
 
 FUZZED = [*INT_KEYS, *FLOAT_KEYS, "strength", *CHOICE_KEYS, *BOOL_KEYS]
-FUZZED += ["lr_milestones", "plugins", "attack", "defense"]
+FUZZED += ["lr_milestones", "plugins", "attack", "defense", "split"]
 COUNT: dict[str, int] = {}
 
 

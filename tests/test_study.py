@@ -157,3 +157,13 @@ def test_runs_of_shares_another_studys_runs_folder_and_its_common_runs():
         check_shared_runs(clash, "results")
     with pytest.raises(StudyError, match=r"runs_of: unknown study 'nope'; defined: base, grid"):
         expand_study("grid", {**grid, "runs_of": "nope"}, config)
+
+
+def test_the_split_is_a_study_axis_and_the_default_adds_no_segment():
+    study = {**copy.deepcopy(STUDY), "axes": {"split": ["dirichlet", "shards[k=2]"]}}
+    keys = paths(study)
+    assert "beta~0.1/alie~8/cm/seed~0" in keys  # the default: the old path, no flag
+    assert "split" not in keys["beta~0.1/alie~8/cm/seed~0"]
+    assert keys["beta~0.1/alie~8/cm/split~shards-k-2/seed~0"]["split"] == "shards[k=2]"
+    with pytest.raises(StudyError, match="split: unknown split 'bogus'"):
+        expand_study("s", {**STUDY, "axes": {"split": ["bogus"]}}, {})

@@ -1,5 +1,6 @@
 """Splitting a labelled training set among clients.
 
+The kinds of split and their definitions are in :mod:`byzstress.splits`; the default is
 Dirichlet label skew (Hsu, Qi & Brown 2019, "Measuring the effects of non-identical data
 distribution"): for each class ``k`` draw ``p_k ~ Dir(β · 1_m)`` and cut that class's
 (shuffled) samples among the ``m`` clients in proportions ``p_k``. Small ``β`` is very
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .splits import heterogeneity, split_indices
+
 __all__ = ["PaddedShares", "client_shares", "dirichlet_split", "label_skew"]
 
 
@@ -30,52 +33,20 @@ def dirichlet_split(
     min_samples: int = 10,
     max_tries: int = 100,
 ) -> list[np.ndarray]:
-    """Indices of each client's samples (sorted), ``clients`` lists in all."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    if clients < 1:
-        raise ValueError(f"clients must be >= 1, got {clients}")
-    if len(labels) < clients * min_samples:
-        raise ValueError(
-            f"min_samples={min_samples} x {clients} clients exceeds the {len(labels)} samples"
-        )
+    """Indices of each client's samples (sorted), ``clients`` lists in all: the
+    ``dirichlet`` split of :mod:`byzstress.splits`."""
     if isinstance(beta, str):
         if beta.lower() != "iid":
             raise ValueError(f"beta must be a positive number or 'iid', got {beta!r}")
-        perm = rng.permutation(len(labels))
-        return [np.sort(p) for p in np.array_split(perm, clients)]
-    if not beta > 0:
+    elif not beta > 0:
         raise ValueError(f"beta must be > 0 or 'iid', got {beta!r}")
-    classes = np.unique(labels)
-    by_class = [np.flatnonzero(labels == k) for k in classes]
-    for _ in range(max_tries):
-        shares: list[list[np.ndarray]] = [[] for _ in range(clients)]
-        for idx in by_class:
-            idx = rng.permutation(idx)
-            p = rng.dirichlet(np.full(clients, float(beta)))
-            cuts = (np.cumsum(p)[:-1] * len(idx)).astype(int)
-            for c, part in enumerate(np.split(idx, cuts)):
-                shares[c].append(part)
-        out = [np.sort(np.concatenate(s)) for s in shares]
-        if min(len(s) for s in out) >= min_samples:
-            return out
-    raise ValueError(
-        f"could not draw a Dirichlet(beta={beta}) split of {len(labels)} samples among "
-        f"{clients} clients with min_samples={min_samples} in {max_tries} tries; "
-        "raise beta or lower min_samples"
-    )
+    return split_indices(labels, clients, "dirichlet", beta, seed, min_samples, max_tries)
 
 
 def label_skew(labels: np.ndarray, shares: list[np.ndarray], num_classes: int) -> float:
     """Mean total-variation distance between each client's label histogram and the global
     one (0 = IID, → 1 as clients hold single classes)."""
-    labels = np.asarray(labels)
-    glob = np.bincount(labels, minlength=num_classes) / len(labels)
-    tv = [
-        0.5 * np.abs(np.bincount(labels[s], minlength=num_classes) / len(s) - glob).sum()
-        for s in shares
-    ]
-    return float(np.mean(tv))
+    return heterogeneity(labels, shares, num_classes)["label_tv_mean"]
 
 
 class PaddedShares:
@@ -109,12 +80,14 @@ def client_shares(
     beta: float | str,
     seed: int,
     min_samples: int = 10,
+    split: str = "dirichlet",
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(honest, byzantine)`` index lists: ``n − f`` honest shares of the whole set and
-    ``f`` Byzantine shares from an independent split among ``n`` (see module docstring)."""
-    honest = dirichlet_split(labels, n - f, beta, seed, min_samples)
+    ``f`` Byzantine shares from an independent split of the same kind among ``n`` (see
+    module docstring; ``split``: :mod:`byzstress.splits`)."""
+    honest = split_indices(labels, n - f, split, beta, seed, min_samples)
     byz: list[np.ndarray] = []
     if f > 0:
-        virtual = dirichlet_split(labels, n, beta, seed + 7919, min_samples)
+        virtual = split_indices(labels, n, split, beta, seed + 7919, min_samples)
         byz = virtual[n - f :]
     return honest, byz

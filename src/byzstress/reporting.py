@@ -107,6 +107,7 @@ KNOBS = (
     "eval_every",
     "min_samples",
     "augment",
+    "split",
 )
 DEFAULTS = RunSpec().to_dict()
 # Per-run means over the evaluations of the diagnostics the run JSON records.
@@ -179,6 +180,11 @@ def collect(paths: list[Path]) -> pd.DataFrame:
                 "steps_per_sec": r["steps_per_sec"],
                 "device": r["device"],
                 **{f"diag_{k}": _diag_mean(r, k) for k in DIAG_COLUMNS},
+                # measured heterogeneity of the honest split (absent from older JSONs)
+                **{
+                    f"het_{k}": (r.get("heterogeneity") or {}).get(k, math.nan)
+                    for k in ("label_tv_mean", "size_cv")
+                },
                 "path": str(p),
             }
         )

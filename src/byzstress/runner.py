@@ -168,6 +168,7 @@ def result_json(
         "defense_radius_scale": s.radius_scale(),
         "diagnostics": {"step": curve.diag_step, **curve.diagnostics},
         "share_sizes": {"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
+        "heterogeneity": sim.heterogeneity,
         "param_count": sim.model.dim,
         "grad_engine": sim.grads.name,
         "wall_time_s": wall_time,

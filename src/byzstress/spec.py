@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .splits import check_split
+
 __all__ = ["DEFENSE_UNITS", "RunSpec", "SpecError", "field_help"]
 
 
@@ -58,6 +60,9 @@ _STATIC_HELP: dict[str, str] = {
     "weight_decay": "L2 coefficient added to every client's gradient",
     "eval_every": "evaluate on the full test set every this many steps (and at the end)",
     "beta": "Dirichlet concentration β of the honest clients' label split, or 'iid'",
+    "split": "how the data is cut among clients: dirichlet (by beta), iid, shards[k=2], "
+    "classes[k=2], quantity[beta=0.5] or quantity[power=1.5], gamma[gamma=0.5] "
+    "(byzstress.splits has each definition; only dirichlet reads beta)",
     "min_samples": "minimum samples per client (the split is redrawn until it holds)",
     "strength": "attack strength (ALIE z, IPM ε, Gaussian std), 'auto', or empty for the default",
     "knowledge": "what the attacker knows: omniscient (honest vectors) or local (own data only)",
@@ -93,6 +98,7 @@ class RunSpec:
     weight_decay: float = 1e-4
     eval_every: int = 50
     beta: float | str = 0.5
+    split: str = "dirichlet"
     min_samples: int = 10
     attack: str = "none"
     strength: float | str | None = None
@@ -180,6 +186,10 @@ class RunSpec:
                 )
         else:
             _number("beta", self.beta, lo=0.0, lo_open=True)
+        try:
+            check_split(self.split)
+        except ValueError as err:
+            raise SpecError(str(err)) from err
         _choice("knowledge", self.knowledge, attacks.KNOWLEDGE)
         _choice("device", self.device, DEVICES)
         for key in ("download", "deterministic"):

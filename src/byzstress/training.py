@@ -30,6 +30,7 @@ from . import attacks, data, defenses, gradients, models
 from .attacks import AttackContext
 from .partition import PaddedShares, client_shares
 from .spec import RunSpec
+from .splits import heterogeneity
 
 __all__ = [
     "DIAGNOSTICS",
@@ -159,9 +160,9 @@ class Simulator:
         )
         self.defense = defenses.build(s.defense, s.n, s.f, seed=s.seed + 1)
         self.defense.scale_radii(s.radius_scale())
-        honest, byz = client_shares(
-            self.train.y.cpu().numpy(), s.n, s.f, s.beta, s.seed, s.min_samples
-        )
+        labels = self.train.y.cpu().numpy()
+        honest, byz = client_shares(labels, s.n, s.f, s.beta, s.seed, s.min_samples, s.split)
+        self.heterogeneity = heterogeneity(labels, honest, self.train.num_classes)
         self.with_byz = self.attack.uses_own_vectors and s.f > 0
         self.shares = PaddedShares(honest + (byz if self.with_byz else []), self.device)
         self.share_sizes = [len(x) for x in honest], [len(x) for x in byz]

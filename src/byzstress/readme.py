@@ -386,6 +386,34 @@ def demo_cpus_block(root: Path) -> str:
     )
 
 
+def demo_verify_block(root: Path) -> str:
+    """The committed ``byzstress verify`` reports of demo records: same kernels, other ones."""
+    lines = [
+        "| record | retrained with | result | max acc recorded → retrained "
+        "| seed std of the cell |",
+        "|---|---|---|---|---|",
+    ]
+    for path in sorted((root / DEMO).glob("verify-*.json")):
+        for rep in json.loads(path.read_text()):
+            env = rep["retrained_on"]
+            kernels = f"capability {env.get('cpu_capability')}, {env.get('threads')} thread"
+            q = rep["quantities"]["max_acc"]
+            spread = rep["seed_spread"]["max_acc"]["std"]
+            lines.append(
+                f"| `{rep['run']}` | {kernels} | "
+                f"{'bit-identical' if rep['identical'] else 'differs'} | "
+                f"{q['recorded'] * 100:.2f} → {q['retrained'] * 100:.2f} | "
+                f"{'–' if spread is None else f'{spread * 100:.2f}'} |"
+            )
+    lines += [
+        "",
+        f"Records computed with capability AVX512 on the Xeon; `ATEN_CPU_CAPABILITY=avx2` "
+        f"retrains with other kernels on the same machine. Source: `{DEMO}/verify-*.json` "
+        f"(`byzstress verify`, commands in `{DEMO}/README.md`); accuracies in %, {MAX}.",
+    ]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "verdicts": verdicts_block,
     "sensitivity-table": sensitivity_table_block,
@@ -396,6 +424,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "demo-table": demo_table_block,
     "demo-findings": demo_findings_block,
     "demo-cpus": demo_cpus_block,
+    "demo-verify": demo_verify_block,
 }
 
 

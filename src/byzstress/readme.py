@@ -414,6 +414,31 @@ def demo_verify_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+def figure1cpu_status_block(root: Path) -> str:
+    """How much of the figure1cpu study its published archive holds, per β."""
+    import yaml
+
+    from .archive import read_records
+    from .study import expand_study
+
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    runs = expand_study("figure1cpu", config["definitions"]["figure1cpu"], config)
+    path = root / "docs/figure1cpu/runs.tar.xz"
+    have = set(read_records(path)) if path.exists() else set()
+    lines = ["| β | runs trained / in the study |", "|---|---|"]
+    for beta in dict.fromkeys(r.beta for r in runs):
+        mine = [r for r in runs if r.beta == beta]
+        done = sum(f"{r.key}.json" in have for r in mine)
+        lines.append(f"| {beta} | {done} / {len(mine)} |")
+    total = sum(f"{r.key}.json" in have for r in runs)
+    lines += [
+        "",
+        f"{total} of {len(runs)} runs. Source: `docs/figure1cpu/runs.tar.xz` against the "
+        "`figure1cpu` study of `config.yaml`.",
+    ]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "verdicts": verdicts_block,
     "sensitivity-table": sensitivity_table_block,
@@ -425,6 +450,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "demo-findings": demo_findings_block,
     "demo-cpus": demo_cpus_block,
     "demo-verify": demo_verify_block,
+    "figure1cpu-status": figure1cpu_status_block,
 }
 
 

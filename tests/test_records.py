@@ -200,3 +200,27 @@ def test_verify_cli_on_an_archive_reports_seed_spread_and_strict_exit(record, tm
         text=True,
     )
     assert missing.returncode == 2 and "no record 'nope'" in missing.stderr
+
+
+def test_verify_compares_a_diverged_run_in_its_json_form():
+    """A record stores NaN as null (JSON has no NaN); a retrained diverged run holds NaN."""
+    nan = float("nan")
+    base = {
+        "curve": {
+            "step": [2, 4],
+            "test_acc": [0.5, 0.1],
+            "test_loss": [1.0, nan],
+            "train_loss": [1.0, nan],
+        },
+        "status": "diverged",
+        "steps_done": 4,
+        "max_acc": 0.5,
+        "final_acc": 0.1,
+        "diagnostics": {"step": [2], "cos": [nan]},
+    }
+    record = json.loads(json.dumps(base).replace("NaN", "null"))
+    assert verify.compare(record, base)["identical"]
+    moved = copy.deepcopy(base)
+    moved["curve"]["test_loss"][1] = 2.0  # a finite value where the record has none
+    rep = verify.compare(record, moved)
+    assert not rep["identical"] and rep["quantities"]["curve.test_loss"]["first_step"] == 4

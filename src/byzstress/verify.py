@@ -11,6 +11,7 @@ rounding (well inside the spread) from a changed result.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -57,9 +58,17 @@ def _diff_lists(a: list[Any], b: list[Any], steps: list[int]) -> dict[str, Any]:
     }
 
 
+def _as_json(obj: dict[str, Any]) -> dict[str, Any]:
+    from .storage import to_jsonable
+
+    return json.loads(json.dumps(to_jsonable(obj)))
+
+
 def compare(record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Per quantity (each curve, the summary numbers, each diagnostic): identical, or how
-    much it differs. ``identical`` overall only when every quantity is bitwise equal."""
+    much it differs. ``identical`` overall only when every quantity is bitwise equal.
+    Both sides are compared in their JSON form, where a non-finite number is ``null``."""
+    record, result = _as_json(record), _as_json(result)
     steps = record["curve"]["step"]
     out: dict[str, Any] = {}
     if record["curve"]["step"] != result["curve"]["step"]:

@@ -32,7 +32,13 @@ TINY = {
                 {"name": "alie", "strengths": [8]},
                 {"name": "ipm", "strengths": [0.1, 2.5]},
             ],
-            "report": {"table": True, "figure": True, "paper": False, "sensitivity": True},
+            "report": {
+                "table": True,
+                "figure": True,
+                "paper": False,
+                "sensitivity": True,
+                "detection": True,
+            },
             "resources": {"mem_mb": 1000, "runtime": 10, "threads": 1},
         }
     },
@@ -115,6 +121,17 @@ def test_end_to_end_tables_and_figures(tiny_study):
     assert len(diag) == 4 * 2 and diag["diag_rel_err"].notna().all()
     for name in ("sensitivity-diagnostics.png", "sensitivity-baseline.png"):
         assert (out / name).stat().st_size > 5000, name
+    det = pd.read_csv(out / "detection.csv")
+    assert len(det) == 2 * 3  # defenses x (ALIE 8, IPM 0.1, IPM 2.5)
+    for _, row in det.iterrows():  # kept: the runs' mean Byzantine share over f/n = 1/7
+        sel = tidy[
+            (tidy["defense"] == row["defense"]) & (tidy["attack_label"] == row["attack_label"])
+        ]
+        assert row["kept"] == pytest.approx(sel["diag_rule_byz_share"].mean() * 7)
+        assert bool(row["detected"]) == (row["kept"] < 0.5)
+    claim = pd.read_csv(out / "detection-claim.csv")
+    assert set(claim["attack"]) == {"ALIE", "IPM"} and set(claim["beta"].astype(str)) == {"0.5"}
+    assert (out / "detection.png").stat().st_size > 5000
     cal = pd.read_csv(out / "calibration.csv")
     assert len(cal) == 2 * 2  # defenses x (ALIE, IPM)
     for _, row in cal[cal["attack"] == "IPM"].iterrows():
@@ -154,8 +171,9 @@ def test_adding_an_attack_schedules_only_its_runs(tiny_study, tmp_path):
             "leaderboard": 1,
             "calibration": 1,
             "sensitivity": 1,
+            "detection": 1,
             "all": 1,
-            "total": 12,
+            "total": 13,
         }
         stronger = copy.deepcopy(cfg)
         stronger["definitions"]["tiny"]["attacks"][1]["strengths"] = [8, 16]

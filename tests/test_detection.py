@@ -86,3 +86,16 @@ def test_a_strength_detected_everywhere_does_not_make_the_claim():
     assert (c["largest_undetected_strength"] == 1.0).all()
     assert not bool(c["undetected_grows"].iloc[0])  # the same strength under IID and β=0.1
     assert not bool(c["damaging_grows"].iloc[0])
+
+
+def test_decisive_cells_are_the_most_damaging_strength_and_its_neighbours():
+    from byzstress.detection import decisive_cells, decisive_slices
+
+    cells = decisive_cells(runs())
+    assert cells[("iid", "A", "ALIE")] == [None, 1.0, 8.0]  # worst z=1: both neighbours
+    assert cells[("0.1", "A", "ALIE")] == [1.0, 8.0]  # worst z=8, the grid's end
+    slices = {s["name"]: s for s in decisive_slices(cells, [1, 2])}
+    iid = slices["decisive-iid-A"]
+    assert iid["seeds"] == [1, 2] and iid["betas"] == ["iid"] and iid["defenses"] == ["A"]
+    assert iid["attacks"] == [{"name": "alie", "strengths": ["default", 1, 8]}]
+    assert slices["decisive-0.1-A"]["betas"] == [0.1]

@@ -279,15 +279,27 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out-prefix",
         type=Path,
-        required=True,
         help="writes PREFIX.{csv,md,png,pdf} and PREFIX-claim.{csv,md}",
     )
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+    p.add_argument(
+        "--decisive-seeds",
+        help="instead: print config.yaml slices giving these seeds (e.g. 1,2) to each "
+        "β × defense × attack's most damaging strength and its neighbours",
+    )
 
     def run(a: argparse.Namespace) -> None:
-        from .detection import detection_cmd
+        from . import detection
 
-        detection_cmd(a.csv, a.out_prefix, a.metric)
+        if a.decisive_seeds:
+            seeds = [int(s) for s in a.decisive_seeds.split(",") if s.strip()]
+            df = detection.read_tidy(a.csv)
+            slices = detection.decisive_slices(detection.decisive_cells(df, a.metric), seeds)
+            print(yaml.safe_dump({"slices": slices}, sort_keys=False, allow_unicode=True))
+            return
+        if a.out_prefix is None:
+            raise ValueError("--out-prefix: required (unless --decisive-seeds)")
+        detection.detection_cmd(a.csv, a.out_prefix, a.metric)
 
     p.set_defaults(func=run)
 

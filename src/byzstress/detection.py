@@ -40,7 +40,14 @@ import pandas as pd
 
 from .reporting import METRIC_TEXT, NO_ATTACK, _order, _save_fig, _write_csv, _write_text, read_tidy
 
-__all__ = ["KEPT_THRESHOLD", "detection", "heterogeneity_claim", "strength_table"]
+__all__ = [
+    "KEPT_THRESHOLD",
+    "decisive_cells",
+    "decisive_slices",
+    "detection",
+    "heterogeneity_claim",
+    "strength_table",
+]
 
 KEPT_THRESHOLD = 0.5
 SWEPT = ("ALIE", "IPM")
@@ -140,6 +147,50 @@ def heterogeneity_claim(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFra
             r["provisional"] = provisional
             rows.append(r)
     return pd.DataFrame(rows)
+
+
+def decisive_cells(df: pd.DataFrame, metric: str = "max_acc") -> dict[tuple[str, str, str], list]:
+    """The cells a claim-1 verdict turns on, for more seeds: per (β, defense, attack) the
+    most damaging strength and its neighbours on the strength grid, as
+    ``{(beta, defense, attack): [strength, ...]}`` (strengths as the grid spells them:
+    ``None`` for ALIE's default z)."""
+    t = strength_table(df, metric)
+    out: dict[tuple[str, str, str], list] = {}
+    for (beta, defense, attack), grp in t.groupby(["beta", "defense", "attack_name"], sort=False):
+        grp = grp.sort_values("strength_value").reset_index(drop=True)
+        i = int(grp["acc"].idxmin())
+        picked = grp.iloc[max(0, i - 1) : i + 2]
+        out[(beta, defense, attack)] = [
+            None if "default" in label else float(v)
+            for v, label in zip(picked["strength_value"], picked["attack_label"], strict=True)
+        ]
+    return out
+
+
+def decisive_slices(cells: dict[tuple[str, str, str], list], seeds: list[int]) -> list[dict]:
+    """``config.yaml`` slices that add ``seeds`` to :func:`decisive_cells`' cells: one slice
+    per (β, defense), its attacks the strengths picked there."""
+    slices = []
+    for beta, defense in dict.fromkeys((b, d) for b, d, _ in cells):
+        attacks = []
+        for (b, d, attack), strengths in cells.items():
+            if (b, d) == (beta, defense):
+                # spelled as in config.yaml: 8, not 8.0 (the same run, the same flags)
+                grid = [
+                    "default" if s is None else int(s) if float(s).is_integer() else s
+                    for s in strengths
+                ]
+                attacks.append({"name": attack.lower(), "strengths": grid})
+        slices.append(
+            {
+                "name": f"decisive-{beta}-{defense}",
+                "betas": [beta if beta == "iid" else float(beta)],
+                "defenses": [defense],
+                "seeds": list(seeds),
+                "attacks": attacks,
+            }
+        )
+    return slices
 
 
 def _g(x: float) -> str:

@@ -38,7 +38,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .reporting import METRIC_TEXT, NO_ATTACK, _order, _save_fig, _write_csv, _write_text, read_tidy
+from .reporting import (
+    METRIC_TEXT,
+    NO_ATTACK,
+    _order,
+    _save_fig,
+    _write_csv,
+    _write_text,
+    read_tidy,
+    strength_grid,
+)
 
 __all__ = [
     "KEPT_THRESHOLD",
@@ -235,28 +244,9 @@ def detection_figure(t: pd.DataFrame):
     import matplotlib
 
     matplotlib.use("Agg")
-    import seaborn as sns
 
-    betas = _beta_order(_order(t["beta"]))
-    g = sns.relplot(
-        data=t,
-        x="strength_value",
-        y="kept",
-        hue="defense",
-        style="defense",
-        col="beta",
-        row="attack_name",
-        kind="line",
-        markers=True,
-        dashes=False,
-        col_order=betas,
-        height=3.0,
-        aspect=1.2,
-        facet_kws={"sharex": False, "margin_titles": True},
-    )
-    g.set_titles(row_template="{row_name}", col_template="β = {col_name}")
+    g = strength_grid(t, "strength_value", "kept", _beta_order(_order(t["beta"])))
     for ax in g.axes.flat:
-        ax.set_xscale("log")
         ax.axhline(KEPT_THRESHOLD, ls="--", lw=1, color="grey")
     g.set_axis_labels("attack strength (ALIE z, IPM ε)", "Byzantine share kept / (f/n)")
     g.figure.suptitle(

@@ -407,6 +407,39 @@ def _save_fig(fig: Any, paths: list[Path]) -> None:
         atomic_write(p, write)
 
 
+def strength_grid(data: pd.DataFrame, x: str, y: str, betas: list):
+    """Figure 1's layout: ``y`` against ``x`` (a log axis for ``strength_value``), a line
+    per defense (band: sd over seeds), a column per β in ``betas``, a row per attack."""
+    import seaborn as sns
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    g = sns.relplot(
+        data=data,
+        x=x,
+        y=y,
+        hue="defense",
+        style="defense",
+        col="beta",
+        row="attack_name",
+        kind="line",
+        markers=True,
+        dashes=False,
+        errorbar="sd",
+        col_order=betas,
+        height=3.0,
+        aspect=1.2,
+        facet_kws={"sharex": False, "margin_titles": True},
+    )
+    g.set_titles(row_template="{row_name}", col_template="β = {col_name}")
+    if x == "strength_value":
+        for ax in g.axes.flat:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+    return g
+
+
 def figure(df: pd.DataFrame, metric: str = "max_acc"):
     """Figure 1: accuracy vs attack strength, one line per defense (error band: sd over
     seeds), one column per β, one row per attack; dotted: each defense without attack."""
@@ -422,35 +455,10 @@ def figure(df: pd.DataFrame, metric: str = "max_acc"):
         x = "attack_label"
     else:
         x = "strength_value"
-    betas = _order(d["beta"])
-    g = sns.relplot(
-        data=swept,
-        x=x,
-        y="acc",
-        hue="defense",
-        style="defense",
-        col="beta",
-        row="attack_name",
-        kind="line",
-        markers=True,
-        dashes=False,
-        errorbar="sd",
-        col_order=betas,
-        height=3.0,
-        aspect=1.2,
-        facet_kws={"sharex": False, "margin_titles": True},
-    )
+    g = strength_grid(swept, x, "acc", _order(d["beta"]))
     base = d[d["attack_name"] == NO_ATTACK].groupby(["beta", "defense"])["acc"].mean()
     palette = dict(zip(_order(swept["defense"]), sns.color_palette(n_colors=32), strict=False))
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    g.set_titles(row_template="{row_name}", col_template="β = {col_name}")
     for (_, beta), ax in g.axes_dict.items():
-        if x == "strength_value":
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(NullFormatter())
         for (b, dfn), v in base.items():
             if b == beta and dfn in palette:
                 ax.axhline(v, ls=":", lw=1, color=palette[dfn])

@@ -30,6 +30,7 @@ localrules:
     calibration,
     sensitivity,
     detection,
+    split_effect,
 
 
 rule all:

@@ -1054,7 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict[str, Any] = {
         "schema": 1,
-        "command": [sys.executable, *sys.argv] if argv is None else ["bench_step.py", *argv],
+        "command": ["python", *sys.argv] if argv is None else ["bench_step.py", *argv],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine_info(device),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

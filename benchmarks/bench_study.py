@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = study_runs(args.config, args.study)
     result: dict[str, Any] = {
         "schema": 1,
-        "command": [sys.executable, *sys.argv],
+        "command": ["python", *sys.argv],  # no machine path in a record
         "study": args.study,
         "machine": bs.machine_info(device),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

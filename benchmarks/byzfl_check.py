@@ -517,12 +517,13 @@ def deviations(args: argparse.Namespace) -> list[str]:
         "not digit for digit. The step-1 check compares one step directly: byzstress with "
         "λ = 0 against ByzFL with its server-side decay lr*λ*θ0 added back",
         "step-1 check and byzstress's gradient engine: on the CPU byzstress's default "
-        "'expanded' engine runs the convolutions channels-last; a few 2x2 max-pool windows "
-        "whose inputs tie up to float32 rounding (Fashion-MNIST's flat background) then send "
-        "their gradient to another position than an NCHW float32 or float64 pass does. That "
-        "moves conv1's weight gradient by ~1e-3 (relative) and the step-1 update by ~2e-4; "
-        "with the 'vmap' engine (CUDA's default) the step-1 difference measured 3e-6 to "
-        "2e-5. Both are float32 rounding, not a difference of method",
+        "'expanded' engine runs the convolutions channels-last and sums conv1's weight "
+        "gradient (14,400 products per entry, their absolute sum about 26 times the "
+        "result) in another order than ByzFL's per-client NCHW pass; float32 rounding then "
+        "moves the step-1 update by ~2e-4 (benchmarks/float32_rounding.py measures it; the "
+        "max-pool choices are the same as float64's there). With the 'vmap' engine (CUDA's "
+        "default) the step-1 difference measured 3e-6 to 2e-5. Both are float32 rounding, "
+        "not a difference of method",
         "seeding: byzfl.utils.misc.set_random_seed is not called (every random stream is "
         "set explicitly); ByzFL's server model is in eval mode and its clients' in train "
         "mode, which changes nothing for this model (no dropout, no batch norm)",
@@ -692,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     device = training.resolve_device(args.device)
     result: dict[str, Any] = {
         "schema": 1,
-        "command": [sys.executable, *sys.argv] if argv is None else ["byzfl_check.py", *argv],
+        "command": ["python", *sys.argv] if argv is None else ["byzfl_check.py", *argv],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": bs.machine_info(device),
         "settings": {

@@ -72,8 +72,11 @@ def test_the_undetected_and_the_most_damaging_strength_grow_as_beta_falls():
     assert c.loc["0.1", "largest_undetected_strength"] == 8.0
     assert c.loc["0.1", "acc_at_iid_default"] == pytest.approx(75)
     assert c.loc["0.1", "iid_default_strength"] == pytest.approx(0.157)
-    assert bool(c["damaging_grows"].iloc[0]) and bool(c["undetected_grows"].iloc[0])
+    assert c["damaging_grows"].iloc[0] == "holds" and c["undetected_grows"].iloc[0] == "holds"
     assert bool(c["provisional"].iloc[0])  # 2 seeds at the most damaging strength
+    # identical seeds: the margin is the 1-point floor, so each damaging range is one strength
+    assert c.loc["iid", "margin"] == pytest.approx(1.0)
+    assert (c.loc["iid", "damaging_lo"], c.loc["iid", "damaging_hi"]) == (1.0, 1.0)
 
 
 def test_a_strength_detected_everywhere_does_not_make_the_claim():
@@ -84,8 +87,36 @@ def test_a_strength_detected_everywhere_does_not_make_the_claim():
     df.loc[(df["beta"] == "0.1") & (df["strength_value"] == 1.0), "max_acc"] = 0.5
     c = heterogeneity_claim(df).set_index("beta")
     assert (c["largest_undetected_strength"] == 1.0).all()
-    assert not bool(c["undetected_grows"].iloc[0])  # the same strength under IID and β=0.1
-    assert not bool(c["damaging_grows"].iloc[0])
+    assert c["undetected_grows"].iloc[0] == "fails"  # the same strength under IID and β=0.1
+    assert c["damaging_grows"].iloc[0] == "fails"
+
+
+def test_seed_noise_widens_the_damaging_range_and_leaves_the_claim_undecided():
+    df = runs()
+    # IID: z=8 now 72 / 76 over the two seeds (std 2.8): within 2 s of z=1's 70
+    sel = (df["beta"] == "iid") & (df["strength_value"] == 8.0)
+    df.loc[sel, "max_acc"] = [0.72, 0.76]
+    c = heterogeneity_claim(df).set_index("beta")
+    assert c.loc["iid", "margin"] == pytest.approx(2 * 8**0.5)
+    assert (c.loc["iid", "damaging_lo"], c.loc["iid", "damaging_hi"]) == (1.0, 8.0)
+    # β=0.1's range {8} is not above IID's {1, 8}, nor below it
+    assert c["damaging_grows"].iloc[0] == "undecided (within seed noise)"
+    # a reference std for β=0.1 alone: its range takes in z=1 (65 within 40 + 2 x 15)
+    c = heterogeneity_claim(runs(), reference={("0.1", "A", "ALIE"): 15.0}).set_index("beta")
+    assert c.loc["0.1", "margin"] == pytest.approx(30.0)
+    assert (c.loc["0.1", "damaging_lo"], c.loc["0.1", "damaging_hi"]) == (1.0, 8.0)
+    assert c["damaging_grows"].iloc[0] == "undecided (within seed noise)"
+
+
+def test_reference_noise_reads_multi_seed_cells_of_the_default_training():
+    from byzstress.detection import reference_noise
+
+    df = runs().assign(knowledge="omniscient")
+    df.loc[(df["beta"] == "0.1") & (df["strength_value"] == 8.0), "max_acc"] = [0.40, 0.44]
+    noise = reference_noise(df)
+    assert noise[("0.1", "A", "ALIE")] == pytest.approx(8**0.5)
+    assert noise[("iid", "A", "ALIE")] == pytest.approx(0.0)
+    assert reference_noise(df.assign(variant="momentum=0")) == {}
 
 
 def test_decisive_cells_are_the_most_damaging_strength_and_its_neighbours():

@@ -36,15 +36,37 @@ def test_an_unknown_block_is_an_error():
         readme.render("<!-- begin generated nope -->\nx\n<!-- end generated nope -->\n", ROOT)
 
 
-def test_the_demo_csv_is_what_its_published_records_give(tmp_path, monkeypatch):
-    counts = archive.restore(ROOT / "docs/demo/runs.tar.xz", tmp_path / "results/demo/runs")
-    assert counts["restored"] == 60
-    monkeypatch.chdir(tmp_path)
-    paths = sorted(Path("results/demo/runs").rglob("*.json"))
-    rebuilt = collect(paths).sort_values("path").reset_index(drop=True)
+@pytest.mark.parametrize(
+    ("study", "runs"),
+    [("demo", "demo"), ("figure1cpu", "sensitivity"), ("splits", "sensitivity")],
+)
+def test_a_published_csv_is_what_its_published_records_give(tmp_path, monkeypatch, study, runs):
+    """docs/STUDY/runs.csv, which the README's blocks read, against docs/STUDY/runs.tar.xz."""
     import pandas as pd
 
-    published = pd.read_csv(ROOT / "docs/demo/runs.csv").sort_values("path").reset_index(drop=True)
+    docs = ROOT / "docs" / study
+    counts = archive.restore(docs / "runs.tar.xz", tmp_path / f"results/{runs}/runs")
+    published = pd.read_csv(docs / "runs.csv").sort_values("path").reset_index(drop=True)
+    assert counts["restored"] == len(published) > 0
+    monkeypatch.chdir(tmp_path)
+    paths = sorted(Path(f"results/{runs}/runs").rglob("*.json"))
+    rebuilt = collect(paths).sort_values("path").reset_index(drop=True)
     assert list(published["path"]) == list(rebuilt["path"])
     for col in ("max_acc", "final_acc", "seed", "diag_rel_err"):
         assert published[col].tolist() == pytest.approx(rebuilt[col].tolist(), nan_ok=True), col
+
+
+def test_claim_1_is_decided_only_on_complete_strength_grids():
+    import pandas as pd
+
+    rows = [
+        {"beta": b, "defense": d, "attack_name": a, "strength_value": z, "x": 0}
+        for b in ("iid", "0.5", "0.1")
+        for d in ("A", "B")
+        for a in ("ALIE", "IPM")
+        for z in (0.1, 1.0, 8.0)
+        if not (b == "0.5" and d == "B" and z == 8.0)  # 0.5: one panel short
+    ] + [{"beta": "0.3", "defense": "A", "attack_name": "ALIE", "strength_value": 1.0, "x": 0}]
+    kept, left_out = readme._complete_betas(pd.DataFrame(rows))
+    assert sorted(set(kept["beta"])) == ["0.1", "iid"]
+    assert left_out == ["0.3", "0.5"]

@@ -15,6 +15,7 @@ import pytest
 from byzstress import archive, verify
 from byzstress.runner import run
 from byzstress.spec import RunSpec
+from byzstress.storage import _umask
 
 
 def _records(tmp_path):
@@ -52,6 +53,8 @@ def test_pack_restore_round_trip_is_exact_and_deterministic(tmp_path):
     }
     for name in manifest["records"]:
         assert (out / name).read_bytes() == (runs / name).read_bytes()
+        # readable by the group and others as a plain open() would make it (umask 022 here)
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~_umask()
     mtime = (out / "beta~0.1/alie~8/cm/seed~0.json").stat().st_mtime_ns
     assert archive.restore(tmp_path / "a.tar.xz", out)["unchanged"] == 3
     assert (out / "beta~0.1/alie~8/cm/seed~0.json").stat().st_mtime_ns == mtime
@@ -66,6 +69,54 @@ def test_restore_refuses_to_overwrite_a_different_record(tmp_path):
     counts = archive.restore(tmp_path / "a.tar.xz", runs, overwrite=True)
     assert counts == {"restored": 0, "unchanged": 2, "replaced": 1}
     assert json.loads((runs / "beta~0.1/alie~8/cm/seed~0.json").read_text())["max_acc"] == 0.5
+
+
+def test_pack_only_some_records_of_a_shared_runs_folder(tmp_path):
+    runs = _records(tmp_path)
+    only = [runs / "beta~0.1/alie~8/cm/seed~1.json", runs / "beta~0.1/alie~8/cm/seed~9.json"]
+    manifest = archive.pack(runs, tmp_path / "a.tar.xz", only=only)
+    assert list(manifest["records"]) == ["beta~0.1/alie~8/cm/seed~1.json"]  # ~9 not trained
+    with pytest.raises(archive.ArchiveError, match="not below"):
+        archive.pack(runs, tmp_path / "b.tar.xz", only=[tmp_path / "elsewhere.json"])
+    with pytest.raises(archive.ArchiveError, match="among the 1 records asked for"):
+        archive.pack(runs, tmp_path / "b.tar.xz", only=[runs / "beta~0.1/none/seed~0.json"])
+
+
+def test_pack_cli_packs_one_studys_records(tmp_path):
+    """Two studies share one runs folder (runs_of): --study packs only the first's."""
+    config = tmp_path / "config.yaml"
+    study = (
+        "dataset: fmnist\n    train: {{n: 10, steps: 4}}\n    betas: [0.1]\n"
+        "    seeds: [0]\n    defenses: [CM]\n    attacks: [{{name: alie, strengths: [{z}]}}]"
+    )
+    config.write_text(
+        f"results: {tmp_path / 'results'}\ndefinitions:\n"
+        f"  a:\n    {study.format(z=8)}\n"
+        f"  b:\n    runs_of: a\n    {study.format(z=2)}\n"
+    )
+    cli = [sys.executable, "-m", "byzstress"]
+    paths = {}
+    for name in ("a", "b"):
+        r = subprocess.run(
+            [*cli, "runs", name, "--config", str(config)], capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        (paths[name],) = r.stdout.split()
+        (tmp_path / paths[name]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / paths[name]).write_text('{"max_acc": 0.5}')
+    runs = tmp_path / "results/a/runs"
+    pack = ["pack", str(runs), "--out", str(tmp_path / "b.tar.xz"), "--study", "b"]
+    r = subprocess.run(
+        [*cli, *pack, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "packed 1 run records of the 1 of study 'b'" in r.stdout
+    (name,) = archive.read_records(tmp_path / "b.tar.xz")
+    assert (runs / name).resolve() == (tmp_path / paths["b"]).resolve()
+    assert "alie~2" in name
 
 
 def _write_tar(path, entries):
@@ -101,6 +152,9 @@ def test_a_tampered_or_unsafe_archive_is_refused(tmp_path):
     _write_tar(tmp_path / "missing.tar.xz", missing)
     with pytest.raises(archive.ArchiveError, match="records missing"):
         list(archive.members(tmp_path / "missing.tar.xz"))
+    with pytest.raises(archive.ArchiveError, match="records missing"):
+        archive.restore(tmp_path / "missing.tar.xz", tmp_path / "partial")
+    assert not (tmp_path / "partial").exists()  # the good records were not written either
     with pytest.raises(archive.ArchiveError, match="does not exist"):
         archive.pack(tmp_path / "nowhere", tmp_path / "c.tar.xz")
     (tmp_path / "junk.tar.xz").write_bytes(b"junk")

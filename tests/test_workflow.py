@@ -448,3 +448,48 @@ def test_a_user_registered_defense_runs_through_the_workflow(tmp_path, fmnist_ro
     lb = pd.read_csv(out / "leaderboard.csv")
     assert set(lb["defense"]) == {"normfilter", "CM"}
     assert lb.loc[lb["defense"] == "normfilter", "worst_attack"].item() == "IPM (ε=2.5)"
+
+
+@pytest.mark.slow
+def test_a_split_axis_gets_its_conclusions_per_split(tiny_study, tmp_path, fmnist_root):
+    """report: {split_effect: true, noise_from: ...}: the rule runs with the reference's seed
+    noise, and its tables cover every split of the axis."""
+    wd, _ = tiny_study
+    cfg = copy.deepcopy(TINY)
+    cfg["data_root"] = str(fmnist_root)
+    study = cfg["definitions"]["tiny"]
+    study.update(
+        type="matrix",
+        seeds=[0],
+        defenses=["CM"],
+        attacks=[
+            {"name": "none"},
+            {"name": "alie", "strengths": [8]},
+            {"name": "ipm", "strengths": [2.5]},
+        ],
+        axes={"split": ["dirichlet", "shards[k=2]"]},
+    )
+    study["train"]["steps"] = 3
+    (tmp_path / "ref.csv").write_bytes((wd / "results/tiny/runs.csv").read_bytes())  # 2 seeds
+    study["report"] = {
+        "table": False,
+        "figure": False,
+        "split_effect": True,
+        "noise_from": "ref.csv",
+    }
+    write_config(tmp_path, cfg)
+    r = smk(tmp_path, "--cores", "2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = tmp_path / "results" / "tiny"
+    acc = pd.read_csv(out / "split-effect-accuracy.csv")
+    assert set(acc["split"]) == {"dirichlet", "shards[k=2]"}
+    assert len(acc) == 2 * 3  # splits x (none, ALIE 8, IPM 2.5)
+    # the shards row's margin takes in the reference's two-seed std of the same cell
+    ref = pd.read_csv(tmp_path / "ref.csv")
+    sel = ref[(ref["defense"] == "CM") & (ref["attack_label"] == "ALIE (z=8)")]
+    sd = float(sel["max_acc"].std(ddof=1) * 100)
+    row = acc[(acc["split"] == "shards[k=2]") & (acc["attack_label"] == "ALIE (z=8)")].iloc[0]
+    assert row["margin"] == pytest.approx(max(1.0, 2 * sd))
+    claims = pd.read_csv(out / "split-effect-claims.csv")
+    assert {"split:dirichlet", "split:shards[k=2]", "change"} <= set(claims.columns)
+    assert "ref.csv" in (out / "split-effect.md").read_text()

@@ -21,7 +21,7 @@ fi
 for slice in $SLICES; do
   mapfile -t todo < <($cli runs figure1cpu --slice "$slice")
   snakemake --cores "$CORES" --config 'studies=[figure1cpu]' --keep-going -- "${todo[@]}" || true
-  $cli pack "$runs" --out "$docs/runs.tar.xz"
+  $cli pack "$runs" --study figure1cpu --out "$docs/runs.tar.xz"
 done
 mapfile -t have < <($cli runs figure1cpu | while read -r f; do [ -f "$f" ] && echo "$f"; done)
 echo "figure1cpu: ${#have[@]} of $($cli runs figure1cpu | wc -l) runs trained"
@@ -31,5 +31,6 @@ if [ "${#have[@]}" -gt 0 ]; then
   $cli table "$docs/runs.csv" --out-prefix "$docs/table1" --metric max_acc
   $cli figure "$docs/runs.csv" --out-prefix "$docs/figure1" --metric max_acc
   $cli calibration "$docs/runs.csv" --out-prefix "$docs/calibration" --metric max_acc
-  $cli detection "$docs/runs.csv" --out-prefix "$docs/detection" --metric max_acc
+  $cli detection "$docs/runs.csv" --out-prefix "$docs/detection" --metric max_acc \
+    --noise-from docs/sensitivity/runs.csv
 fi

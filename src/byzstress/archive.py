@@ -20,7 +20,7 @@ import io
 import json
 import lzma
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -54,13 +54,25 @@ def _info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def pack(runs: str | Path, out: str | Path) -> dict[str, Any]:
+def pack(
+    runs: str | Path, out: str | Path, only: Iterable[str | Path] | None = None
+) -> dict[str, Any]:
     """Pack every run JSON below ``runs`` into the ``.tar.xz`` archive ``out`` (written
-    atomically); returns the manifest. Each JSON is checked to parse."""
+    atomically); returns the manifest. Each JSON is checked to parse.
+
+    ``only`` restricts the archive to those record paths (the ones that exist): studies
+    that share a runs folder (``runs_of``) each publish their own records."""
     runs, out = Path(runs), Path(out)
     files = _records(runs)
+    if only is not None:
+        wanted = {Path(p).resolve() for p in only}
+        outside = sorted(str(p) for p in wanted if not p.is_relative_to(runs.resolve()))
+        if outside:
+            raise ArchiveError(f"records not below {str(runs)!r}: {', '.join(outside)}")
+        files = [p for p in files if p.resolve() in wanted]
     if not files:
-        raise ArchiveError(f"no run JSONs below {str(runs)!r}")
+        which = "" if only is None else f" among the {len(wanted)} records asked for"
+        raise ArchiveError(f"no run JSONs below {str(runs)!r}{which}")
     blobs: dict[str, bytes] = {}
     for p in files:
         data = p.read_bytes()
@@ -141,10 +153,12 @@ def restore(archive: str | Path, runs: str | Path, overwrite: bool = False) -> d
     """Write the archive's records into ``runs`` (atomically, one by one). A record that
     is already there with the same bytes is left alone (its mtime too, so Snakemake sees
     nothing new); one with other bytes is an error unless ``overwrite``. Returns the counts
-    ``{"restored": ..., "unchanged": ..., "replaced": ...}``."""
+    ``{"restored": ..., "unchanged": ..., "replaced": ...}``. An archive that fails its
+    checks (a tampered or missing record) writes nothing."""
     runs = Path(runs)
     counts = {"restored": 0, "unchanged": 0, "replaced": 0}
-    for name, data in members(archive):
+    # read (and check) the whole archive first: a bad one writes nothing
+    for name, data in list(members(archive)):
         target = runs / name
         if target.exists():
             if target.read_bytes() == data:

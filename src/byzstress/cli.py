@@ -1,6 +1,6 @@
 """Command-line interface: ``byzstress train | collect | table | figure | curves |
-leaderboard | calibration | sensitivity | pack | restore | verify | readme | download |
-list | runs``.
+leaderboard | calibration | sensitivity | detection | split-effect | pack | restore |
+verify | readme | download | list | runs``.
 
 Every training knob of :class:`byzstress.spec.RunSpec` is a flag of ``byzstress train``
 (``--lr-milestones 0.5,0.75``); ``--config FILE`` reads them from YAML first, and flags
@@ -158,22 +158,25 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_runs(args: argparse.Namespace) -> int:
+def _study_run_paths(name: str, config_file: Path, only: str | None = None) -> list[str]:
+    """The run files of study ``name`` in ``config_file`` (of one slice with ``only``)."""
     from .study import StudyError, expand_study
 
     try:
-        config = yaml.safe_load(args.config.read_text()) or {}
-        study = config["definitions"][args.study]
+        config = yaml.safe_load(config_file.read_text()) or {}
+        study = config["definitions"][name]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
-        raise SpecError(
-            f"--config: no study {args.study!r} in {str(args.config)!r} ({err})"
-        ) from err
+        raise SpecError(f"--config: no study {name!r} in {str(config_file)!r} ({err})") from err
     try:
-        runs = expand_study(args.study, study, config, only=args.slice)
+        runs = expand_study(name, study, config, only=only)
     except StudyError as err:
         raise SpecError(str(err)) from err
     results = config.get("results", "results")
-    print("\n".join(run.path(results) for run in runs))
+    return [run.path(results) for run in runs]
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    print("\n".join(_study_run_paths(args.study, args.config, args.slice)))
     return 0
 
 
@@ -283,6 +286,11 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
     p.add_argument(
+        "--noise-from",
+        type=Path,
+        help="a runs.csv whose multi-seed cells give the seed noise of one-seed cells",
+    )
+    p.add_argument(
         "--decisive-seeds",
         help="instead: print config.yaml slices giving these seeds (e.g. 1,2) to each "
         "β × defense × attack's most damaging strength and its neighbours",
@@ -299,7 +307,34 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
             return
         if a.out_prefix is None:
             raise ValueError("--out-prefix: required (unless --decisive-seeds)")
-        detection.detection_cmd(a.csv, a.out_prefix, a.metric)
+        detection.detection_cmd(a.csv, a.out_prefix, a.metric, a.noise_from)
+
+    p.set_defaults(func=run)
+
+
+def _add_split_effect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "split-effect",
+        help="do the claims' conclusions change with the kind of split? (a 'split' axis)",
+    )
+    p.add_argument("csv", type=Path, help="the study's runs.csv (byzstress collect)")
+    p.add_argument(
+        "--out-prefix",
+        type=Path,
+        required=True,
+        help="writes PREFIX.md, PREFIX-{claims,accuracy}.csv",
+    )
+    p.add_argument(
+        "--noise-from",
+        type=Path,
+        help="a runs.csv whose multi-seed cells of the default split give the seed noise",
+    )
+    p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
+
+    def run(a: argparse.Namespace) -> None:
+        from .split_effect import split_effect_cmd
+
+        split_effect_cmd(a.csv, a.out_prefix, a.noise_from, a.metric)
 
     p.set_defaults(func=run)
 
@@ -310,12 +345,19 @@ def _add_records(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="pack a study's run JSONs into one .tar.xz archive")
     p.add_argument("runs", type=Path, help="the study's runs folder (results/STUDY/runs)")
     p.add_argument("--out", type=Path, required=True, help="the archive (docs/STUDY/runs.tar.xz)")
+    p.add_argument(
+        "--study",
+        help="only this study's records (for studies that share a runs folder: runs_of)",
+    )
+    p.add_argument("--config", type=Path, default=Path("config.yaml"))
 
     def pack(a: argparse.Namespace) -> None:
         from .archive import pack
 
-        manifest = pack(a.runs, a.out)
-        print(f"packed {len(manifest['records'])} run records into {a.out}")
+        only = None if a.study is None else _study_run_paths(a.study, a.config)
+        manifest = pack(a.runs, a.out, only=only)
+        of = "" if only is None else f" of the {len(only)} of study {a.study!r}"
+        print(f"packed {len(manifest['records'])} run records{of} into {a.out}")
 
     p.set_defaults(func=pack)
 
@@ -418,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_records(sub)
     _add_readme(sub)
     _add_detection(sub)
+    _add_split_effect(sub)
     return parser
 
 

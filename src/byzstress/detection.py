@@ -25,13 +25,15 @@ table so that a reader can apply another.
 
 Claim 1, in these terms: the most damaging strength, and the largest strength that stays
 undetected, grow as β falls (IID → 0.5 → 0.1), beyond the IID-calibrated defaults
-(Karimireddy's and Baruch's z, IPM ε = 0.1).
+(Karimireddy's and Baruch's z, IPM ε = 0.1). One seed per strength cannot name "the" most
+damaging strength when its neighbours are within seed noise, so it is decided on ranges
+(:func:`heterogeneity_claim`; ``docs/threat-model.md``).
 """
 
 from __future__ import annotations
 
 import math
-from itertools import pairwise
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from .reporting import (
     read_tidy,
     strength_grid,
 )
+from .verdicts import UNDECIDED
 
 __all__ = [
     "KEPT_THRESHOLD",
@@ -55,6 +58,7 @@ __all__ = [
     "decisive_slices",
     "detection",
     "heterogeneity_claim",
+    "reference_noise",
     "strength_table",
 ]
 
@@ -104,21 +108,72 @@ def strength_table(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     )
 
 
-def heterogeneity_claim(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
+def _noise(
+    t: pd.DataFrame, clean: pd.DataFrame, reference: Mapping[tuple[str, str, str], float]
+) -> dict[tuple[str, str, str], float]:
+    """(β, defense, attack) -> the std over seeds (points) a one-seed comparison of that
+    panel's strengths is taken against: the largest of its own cells' stds (two or more
+    seeds), the no-attack cell's at that β and defense, and ``reference``'s."""
+    out: dict[tuple[str, str, str], float] = {}
+    base = clean.groupby(["beta", "defense"])["acc"].agg(
+        lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    )
+    for (beta, defense, attack), g in t.groupby(["beta", "defense", "attack_name"], sort=False):
+        own = g.loc[g["seeds"] >= 2, "acc_std"].max() if (g["seeds"] >= 2).any() else 0.0
+        out[(beta, defense, attack)] = max(
+            float(own),
+            float(base.get((beta, defense), 0.0)),
+            float(reference.get((beta, defense, attack), 0.0)),
+        )
+    return out
+
+
+def _grows(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> str | None:
+    """Does the range [lo_b, hi_b] lie above [lo_a, hi_a]? ``holds`` when all of it does,
+    ``fails`` when none of it can (hi_b ≤ lo_a), else undecided."""
+    if any(math.isnan(x) for x in (lo_a, hi_a, lo_b, hi_b)):
+        return None
+    if lo_b > hi_a:
+        return "holds"
+    if hi_b <= lo_a:
+        return "fails"
+    return UNDECIDED
+
+
+def heterogeneity_claim(
+    df: pd.DataFrame,
+    metric: str = "max_acc",
+    reference: Mapping[tuple[str, str, str], float] | None = None,
+    k: float = 2.0,
+    min_points: float = 1.0,
+) -> pd.DataFrame:
     """Per (defense, attack) and β: the most damaging strength and its accuracy, the
-    largest strength that stays undetected, the accuracy at the IID-calibrated default,
-    and whether both strengths grow as β falls (``holds``: non-decreasing from IID to the
-    smallest β and larger there than under IID; ``provisional`` while a deciding cell
-    has one seed)."""
+    strengths within seed noise of it, the largest strength that stays undetected, the
+    accuracy at the IID-calibrated default, and whether claim 1 holds for the pair.
+
+    Seed noise: ``margin = max(min_points, k · s)`` with ``s`` from :func:`_noise`
+    (``reference``: (β, defense, attack) -> std from another study). The *damaging range*
+    is every strength whose accuracy is within the margin of the lowest. Claim 1, per
+    (defense, attack), compares IID with the most heterogeneous β (the β between are
+    shown): ``damaging_grows`` holds when the whole damaging range there lies above IID's,
+    fails when none of it can (its top at or below IID's bottom), and is undecided
+    otherwise; ``undetected_grows`` holds when the largest undetected strength is larger
+    there than under IID, and fails otherwise. ``provisional``: a cell of either damaging
+    range has fewer than 3 seeds."""
+    reference = reference or {}
     t = strength_table(df, metric)
     clean = df[df["attack_name"] == NO_ATTACK].assign(acc=lambda x: x[metric].astype(float) * 100)
     clean_acc = clean.groupby(["beta", "defense"])["acc"].mean()
+    noise = _noise(t, clean, reference)
     rows: list[dict[str, Any]] = []
     for (defense, attack), grp in t.groupby(["defense", "attack_name"], sort=False):
         per_beta = []
         for beta in _beta_order(_order(grp["beta"])):
             b = grp[grp["beta"] == beta]
             worst = b.loc[b["acc"].idxmin()]
+            s = noise[(beta, defense, attack)]
+            margin = max(min_points, k * s)
+            near = b[b["acc"] <= worst["acc"] + margin]
             undetected = b[~b["detected"]]
             # the IID-calibrated default: ALIE without a strength (its default z), IPM 0.1
             is_default = b["attack_label"].str.contains("default") | np.isclose(
@@ -136,23 +191,30 @@ def heterogeneity_claim(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFra
                     "most_damaging_strength": worst["strength_value"],
                     "acc_at_most_damaging": worst["acc"],
                     "seeds_at_most_damaging": int(worst["seeds"]),
+                    "noise_std": s,
+                    "margin": margin,
+                    "damaging_lo": near["strength_value"].min(),
+                    "damaging_hi": near["strength_value"].max(),
+                    "min_seeds_in_range": int(near["seeds"].min()),
                     "largest_undetected_strength": undetected["strength_value"].max()
                     if len(undetected)
                     else math.nan,
                     "strengths": len(b),
                 }
             )
-        grows = {}
-        for key in ("most_damaging_strength", "largest_undetected_strength"):
-            v = [r[key] for r in per_beta]
-            if len(v) < 2 or any(math.isnan(x) for x in v):
-                grows[key] = None
-            else:
-                grows[key] = all(b >= a for a, b in pairwise(v)) and v[-1] > v[0]
-        provisional = any(r["seeds_at_most_damaging"] < 3 for r in per_beta)
+        first, last = per_beta[0], per_beta[-1]
+        damaging = undetected_v = None
+        if len(per_beta) >= 2 and first["beta"] == "iid":
+            damaging = _grows(
+                first["damaging_lo"], first["damaging_hi"], last["damaging_lo"], last["damaging_hi"]
+            )
+            u0, u1 = first["largest_undetected_strength"], last["largest_undetected_strength"]
+            if not (math.isnan(u0) or math.isnan(u1)):
+                undetected_v = "holds" if u1 > u0 else "fails"
+        provisional = min(first["min_seeds_in_range"], last["min_seeds_in_range"]) < 3
         for r in per_beta:
-            r["damaging_grows"] = grows["most_damaging_strength"]
-            r["undetected_grows"] = grows["largest_undetected_strength"]
+            r["damaging_grows"] = damaging
+            r["undetected_grows"] = undetected_v
             r["provisional"] = provisional
             rows.append(r)
     return pd.DataFrame(rows)
@@ -206,34 +268,55 @@ def _g(x: float) -> str:
     return "–" if pd.isna(x) else f"{x:g}"
 
 
+def reference_noise(
+    ref: pd.DataFrame, metric: str = "max_acc"
+) -> dict[tuple[str, str, str], float]:
+    """(β, defense, attack) -> the largest std over seeds (points) of ``ref``'s cells of
+    that attack with two or more seeds, omniscient, in the default training (no
+    ``variant``): the seed noise another study measured for one-seed cells."""
+    d = ref[(ref["variant"] == "") & (ref["knowledge"] == "omniscient")]
+    d = d[d["attack_name"].isin(SWEPT)].assign(acc=lambda x: x[metric].astype(float) * 100)
+    g = d.groupby(["beta", "defense", "attack_name", "attack_label"])["acc"]
+    sd = g.std(ddof=1)[g.size() >= 2]
+    return {
+        (str(b), str(dfn), str(a)): float(v)
+        for (b, dfn, a), v in sd.groupby(level=[0, 1, 2]).max().items()
+    }
+
+
 def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
     lines = [
         "| Defense | Attack | β | no attack | IID default (acc) | most damaging (acc, seeds) "
-        "| largest undetected | damaging grows as β falls | undetected grows as β falls |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| within noise of it (margin) | largest undetected | damaging grows as β falls "
+        "| undetected grows as β falls |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def yes(v: Any, prov: bool) -> str:
+    def verdict(v: Any, prov: bool) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "untested"
-        return ("yes" if v else "no") + (", provisional" if prov else "")
+        return f"{v}, provisional" if prov else str(v)
 
     for _, r in c.iterrows():
         lines.append(
             f"| {r['defense']} | {r['attack']} | {r['beta']} | {r['no_attack_acc']:.1f} | "
             f"{r['iid_default_strength']:.3g} ({r['acc_at_iid_default']:.1f}) | "
             f"{_g(r['most_damaging_strength'])} ({r['acc_at_most_damaging']:.1f}, "
-            f"{r['seeds_at_most_damaging']}) | {_g(r['largest_undetected_strength'])} | "
-            f"{yes(r['damaging_grows'], r['provisional'])} | "
-            f"{yes(r['undetected_grows'], r['provisional'])} |"
+            f"{r['seeds_at_most_damaging']}) | {_g(r['damaging_lo'])}–{_g(r['damaging_hi'])} "
+            f"(±{r['margin']:.1f}) | {_g(r['largest_undetected_strength'])} | "
+            f"{verdict(r['damaging_grows'], r['provisional'])} | "
+            f"{verdict(r['undetected_grows'], r['provisional'])} |"
         )
     lines += [
         "",
-        f"Accuracy (%): {METRIC_TEXT.get(metric, metric)}, mean over seeds. Undetected: the "
-        f"Byzantine vectors keep at least {KEPT_THRESHOLD:g} of their share f/n of the "
-        "defense's output (`kept`, docs/threat-model.md). β runs from IID to the most "
-        "heterogeneous; 'grows' means non-decreasing along it and larger at the smallest β "
-        "than under IID. Provisional: a most-damaging cell has fewer than 3 seeds.",
+        f"Accuracy (%): {METRIC_TEXT.get(metric, metric)}, mean over seeds. Within noise: "
+        "the strengths whose accuracy is within the margin max(1, 2 s) of the lowest, s the "
+        "largest seed std of the panel's cells, its no-attack cell and the reference study. "
+        f"Undetected: the Byzantine vectors keep at least {KEPT_THRESHOLD:g} of their share "
+        "f/n of the defense's output (`kept`, docs/threat-model.md). 'grows' compares the "
+        "most heterogeneous β with IID: holds when the whole within-noise range lies above "
+        "IID's, fails when none of it can. Provisional: a cell of either range has fewer "
+        "than 3 seeds.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -256,9 +339,11 @@ def detection_figure(t: pd.DataFrame):
     return g.figure
 
 
-def detection_cmd(csv: Path, prefix: Path, metric: str) -> None:
-    """Write ``PREFIX.{csv,md,png,pdf}`` (per strength) and ``PREFIX-claim.{csv,md}``."""
+def detection_cmd(csv: Path, prefix: Path, metric: str, noise_from: Path | None = None) -> None:
+    """Write ``PREFIX.{csv,md,png,pdf}`` (per strength) and ``PREFIX-claim.{csv,md}``;
+    ``noise_from``: a runs.csv whose multi-seed cells give :func:`reference_noise`."""
     df = read_tidy(csv)
+    ref = reference_noise(read_tidy(noise_from), metric) if noise_from else None
     t = strength_table(df, metric)
     _write_csv(Path(f"{prefix}.csv"), t)
     lines = [
@@ -273,6 +358,6 @@ def detection_cmd(csv: Path, prefix: Path, metric: str) -> None:
         )
     _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
     _save_fig(detection_figure(t), [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])
-    c = heterogeneity_claim(df, metric)
+    c = heterogeneity_claim(df, metric, reference=ref)
     _write_csv(Path(f"{prefix}-claim.csv"), c)
     _write_text(Path(f"{prefix}-claim.md"), claim_markdown(c, metric))

@@ -270,27 +270,30 @@ def comparisons_block(root: Path) -> str:
 
 
 def byzfl_block(root: Path) -> str:
-    """The cross-check against ByzFL: every cell, both frameworks, the difference."""
-    d = json.loads((root / SENS / "byzfl_check.json").read_text())
+    """The cross-checks against ByzFL (``docs/sensitivity/byzfl_check*.json``): every
+    cell, both frameworks, the difference."""
     lines = [
         "| Cell (seed) | byzstress max / final acc (%) | ByzFL max / final acc (%) "
         "| max acc difference |",
         "|---|---|---|---|",
     ]
-    for r in d["runs"]:
-        a, b = r["byzstress"], r["byzfl"]
-        ours = f"{a['max_acc'] * 100:.2f} / {a['final_acc'] * 100:.2f}"
-        lines.append(
-            f"| {r['cell']} ({r['seed']}) | {ours} | "
-            f"{b['max_acc'] * 100:.2f} / {b['final_acc'] * 100:.2f} | "
-            f"{(a['max_acc'] - b['max_acc']) * 100:+.2f} |"
+    notes = []
+    for path in sorted((root / SENS).glob("byzfl_check*.json")):
+        d = json.loads(path.read_text())
+        for r in d["runs"]:
+            a, b = r["byzstress"], r["byzfl"]
+            ours = f"{a['max_acc'] * 100:.2f} / {a['final_acc'] * 100:.2f}"
+            lines.append(
+                f"| {r['cell']} ({r['seed']}) | {ours} | "
+                f"{b['max_acc'] * 100:.2f} / {b['final_acc'] * 100:.2f} | "
+                f"{(a['max_acc'] - b['max_acc']) * 100:+.2f} |"
+            )
+        s = d["settings"]
+        notes.append(
+            f"`{SENS}/{path.name}`: {', '.join(r['cell'] for r in d['runs'])}; {s['steps']} "
+            f"steps, n = {s['n']}, f = {s['f']}, β = {s['beta']}, on {d['machine']['cpu']}."
         )
-    s = d["settings"]
-    lines += [
-        "",
-        f"{s['steps']} steps, n = {s['n']}, f = {s['f']}, β = {s['beta']}, same θ0, splits "
-        f"and batches, on {d['machine']['cpu']}. Source: `{SENS}/byzfl_check.json`.",
-    ]
+    lines += ["", "Same θ0, splits and batches on both sides. Sources: " + " ".join(notes)]
     return "\n".join(lines)
 
 
@@ -439,6 +442,137 @@ def figure1cpu_status_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+def _complete_betas(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of the β whose strength grid is complete for every defense and attack (as
+    many strengths as the fullest β has), and the β left out."""
+    from .detection import SWEPT
+
+    att = df[df["attack_name"].isin(SWEPT)]
+    n = att.groupby(["beta", "defense", "attack_name"])["strength_value"].nunique()
+    full = n.groupby(level=[1, 2]).transform("max")
+    done = n.eq(full).groupby(level=0).all()
+    # every (defense, attack) must also be present at that β
+    pairs = att.drop_duplicates(["beta", "defense", "attack_name"]).groupby("beta").size()
+    keep = [b for b in done.index if done[b] and pairs[b] == pairs.max()]
+    return df[df["beta"].isin(keep)], sorted(set(df["beta"]) - set(keep))
+
+
+def figure1cpu_claim_block(root: Path) -> str:
+    """Claim 1 per defense and attack: does the most damaging (and the largest undetected)
+    strength grow from IID to the most heterogeneous β?"""
+    from .detection import _beta_order, heterogeneity_claim, reference_noise
+
+    df, partial = _complete_betas(read_tidy(root / "docs/figure1cpu/runs.csv"))
+    betas = _beta_order(list(dict.fromkeys(df["beta"])))
+    if "iid" not in betas or len(betas) < 2:
+        return (
+            "Untested: the published records do not yet hold the IID grid and a "
+            f"heterogeneous β's in full (β with a complete grid: {', '.join(betas) or 'none'})."
+        )
+    c = heterogeneity_claim(df, reference=reference_noise(_sens(root)))
+
+    def rng(r: pd.Series) -> str:
+        lo, hi = r["damaging_lo"], r["damaging_hi"]
+        span = f"{lo:.3g}" if lo == hi else f"{lo:.3g}–{hi:.3g}"
+        return f"{r['most_damaging_strength']:.3g} ({r['acc_at_most_damaging']:.1f}; {span})"
+
+    head = " | ".join(f"β={b}: worst (acc; within noise)" for b in betas)
+    lines = [
+        f"| Defense | Attack | {head} | damaging grows | largest undetected "
+        f"({' → '.join(betas)}) | undetected grows |",
+        "|---|---|" + "---|" * len(betas) + "---|---|---|",
+    ]
+    verdicts = {"damaging_grows": [], "undetected_grows": []}
+    for (defense, attack), g in c.groupby(["defense", "attack"], sort=False):
+        g = g.set_index("beta")
+        first = g.iloc[0]
+        prov = ", provisional" if bool(first["provisional"]) else ""
+        for key in verdicts:
+            verdicts[key].append(first[key])
+        und = " → ".join(
+            "–"
+            if pd.isna(g.loc[b, "largest_undetected_strength"])
+            else f"{g.loc[b, 'largest_undetected_strength']:.3g}"
+            for b in betas
+        )
+        lines.append(
+            f"| {defense} | {attack} | {' | '.join(rng(g.loc[b]) for b in betas)} | "
+            f"{first['damaging_grows'] or 'untested'}{prov} | {und} | "
+            f"{first['undetected_grows'] or 'untested'}{prov} |"
+        )
+
+    def count(vs: list) -> str:
+        return ", ".join(f"{sum(v == w for v in vs)} {w}" for w in ("holds", "fails", UNDECIDED))
+
+    n_prov = int(c.groupby(["defense", "attack"])["provisional"].first().sum())
+    lines += [
+        "",
+        f"Of {len(verdicts['damaging_grows'])} (defense, attack) pairs, the most damaging "
+        f"strength grows from IID to β = {betas[-1]}: {count(verdicts['damaging_grows'])}; "
+        f"the largest undetected strength grows: {count(verdicts['undetected_grows'])}. "
+        f"{n_prov} pairs are provisional (a cell of a within-noise range has fewer than 3 "
+        "seeds). Accuracy (%): "
+        f"{MAX}; within noise: the strengths within max(1, 2 s) of the worst, s the largest "
+        "seed std of the panel's cells, of its no-attack cell and of the sensitivity "
+        "study's two-seed cells of that β. Source: `docs/figure1cpu/runs.csv` (β with a "
+        "complete grid"
+        + (f"; left out, incomplete: {', '.join(partial)}" if partial else "")
+        + f") and `{SENS}/runs.csv`; every panel in `docs/figure1cpu/detection-claim.md`.",
+    ]
+    return "\n".join(lines)
+
+
+def splits_block(root: Path) -> str:
+    """Do the claims' conclusions change with the kind of split? (the splits study)."""
+    from .split_effect import accuracy_table, claim_table, heterogeneity, summary_line
+    from .verdicts import seed_noise
+
+    path = root / "docs/splits/runs.csv"
+    if not path.exists():
+        return "Not run yet: `docs/splits/runs.csv` is missing."
+    df = read_tidy(path)
+    noise = seed_noise(_sens(root), betas=set(df["beta"].astype(str)))
+    ct, acc, het = claim_table(df, noise), accuracy_table(df, noise), heterogeneity(df)
+    splits = [c.removeprefix("split:") for c in ct.columns if c.startswith("split:")]
+    lines = [
+        "| split | label TV (mean) | size CV |",
+        "|---|---|---|",
+        *(
+            f"| {r['split']} | {r['het_label_tv_mean']:.2f} | {r['het_size_cv']:.2f} |"
+            for _, r in het.iterrows()
+        ),
+        "",
+        "| Claim | Defense | " + " | ".join(splits) + " | conclusion |",
+        "|---|---|" + "---|" * len(splits) + "---|",
+    ]
+    for _, r in ct.iterrows():
+        cells = " | ".join(
+            str(r[f"split:{s}"]).replace(", provisional (a one-seed side)", "*") for s in splits
+        )
+        lines.append(f"| {r['claim']} | {r['defense']} | {cells} | {r['change']} |")
+    moved = acc[acc["outcome"].isin(["lower", "higher"])] if "outcome" in acc else acc[:0]
+    compared = int(acc["outcome"].notna().sum()) if "outcome" in acc else 0
+    lines += [
+        "",
+        summary_line(ct)
+        + f" Of {compared} cells compared with the {splits[0]} split, {len(moved)} moved "
+        "beyond seed noise"
+        + (
+            ": "
+            + "; ".join(
+                f"{r['defense']} {r['attack_label']} under {r['split']} {r['diff']:+.1f}"
+                for _, r in moved.iterrows()
+            )
+            if len(moved)
+            else ""
+        )
+        + f". * provisional (one seed per split). Accuracy: {MAX}; margins max(1, 2 s), s "
+        f"the cell's seed std in `{SENS}/runs.csv` (two seeds, Dirichlet β = 0.1). Source: "
+        "`docs/splits/runs.csv`; every cell in `docs/splits/split-effect.md`.",
+    ]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "verdicts": verdicts_block,
     "sensitivity-table": sensitivity_table_block,
@@ -451,6 +585,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "demo-cpus": demo_cpus_block,
     "demo-verify": demo_verify_block,
     "figure1cpu-status": figure1cpu_status_block,
+    "figure1cpu-claim": figure1cpu_claim_block,
+    "splits": splits_block,
 }
 
 

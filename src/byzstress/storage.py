@@ -38,6 +38,13 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(fileobj)`` on a temporary file and atomically move it to ``path``.
 
@@ -50,6 +57,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except OSError as err:
         raise WriteError(err.errno, f"cannot write {str(path)!r}: {err.strerror or err}") from err
     try:
+        # mkstemp makes the file 0600; give it the mode open() would (0666 less the umask)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

@@ -35,6 +35,7 @@ every row says how many seeds each side had and which accuracy it used.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ __all__ = [
     "claims_markdown",
     "compare",
     "diagnostics_table",
+    "seed_noise",
     "sensitivity_cmd",
 ]
 
@@ -124,8 +126,13 @@ class Comparison:
         )
 
 
-def compare(a: Cell, b: Cell, k: float = 2.0, min_points: float = 1.0) -> Comparison:
-    """Is ``a`` below ``b`` by more than the seed noise? (the module's docstring)."""
+def compare(
+    a: Cell, b: Cell, k: float = 2.0, min_points: float = 1.0, noise: float = 0.0
+) -> Comparison:
+    """Is ``a`` below ``b`` by more than the seed noise? (the module's docstring).
+
+    ``noise`` is a std over seeds (points) measured elsewhere for these cells; where the
+    difference is one of means it enters the margin like the cells' own stds."""
     common = sorted(set(a.values) & set(b.values))
     if len(common) >= 2 and min(a.seeds, b.seeds) >= 2:
         d = [a.values[s] - b.values[s] for s in common]
@@ -135,9 +142,27 @@ def compare(a: Cell, b: Cell, k: float = 2.0, min_points: float = 1.0) -> Compar
             len(common),
         )
     else:
-        diff, margin, paired = a.mean - b.mean, max(min_points, k * max(a.std, b.std)), 0
+        s = max(a.std, b.std, noise)
+        diff, margin, paired = a.mean - b.mean, max(min_points, k * s), 0
     outcome = "lower" if diff < -margin else "higher" if diff > margin else "undecided"
     return Comparison(a, b, diff, margin, paired, outcome)
+
+
+def seed_noise(
+    ref: pd.DataFrame, metric: str = "max_acc", betas: set[str] | None = None
+) -> dict[tuple[str, str, str], float]:
+    """(defense, knowledge, attack label) -> std over seeds (points) of ``ref``'s cells
+    with two or more seeds, in its default training (no ``variant``) and, with ``betas``,
+    at those β only. The largest std where several cells share the key."""
+    s = summarise(ref, metric)
+    s = s[(s["seeds"] >= 2) & (s["variant"] == "")]
+    if betas is not None:
+        s = s[s["beta"].astype(str).isin(betas)]
+    out: dict[tuple[str, str, str], float] = {}
+    for _, r in s.iterrows():
+        key = (str(r["defense"]), str(r["knowledge"]), _base_label(str(r["attack_label"])))
+        out[key] = max(out.get(key, 0.0), float(r["std"]))
+    return out
 
 
 def _verdict(needed: list[Comparison], against: list[Comparison]) -> str:
@@ -236,18 +261,32 @@ def _row(
 
 
 def claims(
-    df: pd.DataFrame, metric: str = "max_acc", k: float = 2.0, min_points: float = 1.0
+    df: pd.DataFrame,
+    metric: str = "max_acc",
+    k: float = 2.0,
+    min_points: float = 1.0,
+    noise: Mapping[tuple[str, str, str], float] | None = None,
 ) -> pd.DataFrame:
     """One row per (claim, setting, defense): its ``verdict`` (``holds``, ``fails``,
     :data:`UNDECIDED`, or ``None`` when the setting lacks the runs to test it), whether it
-    is ``provisional`` (a one-seed side), the seeds per side and the comparisons."""
+    is ``provisional`` (a one-seed side), the seeds per side and the comparisons.
+
+    ``noise`` maps (defense, knowledge, attack label) to a std over seeds measured in
+    another study (:func:`seed_noise`); a comparison of means takes the larger of its two
+    cells' entries into its margin, so one-seed cells are not compared with a 1-point
+    margin where the seed noise is known to be larger."""
     s = settings_frame(df, metric)
     rows: list[dict[str, Any]] = []
-
-    def cmp(a: Cell, b: Cell) -> Comparison:
-        return compare(a, b, k, min_points)
+    noise = noise or {}
 
     for (setting, defense), col in s.groupby(["setting", "defense"], sort=False):
+        attackers = col.loc[~is_baseline(col["attack_label"]), "knowledge"]
+        knowledge = str(attackers.iloc[0]) if len(attackers) else ""
+
+        def cmp(a: Cell, b: Cell, defense: str = defense, knowledge: str = knowledge) -> Comparison:
+            extra = max(noise.get((defense, knowledge, c.label), 0.0) for c in (a, b))
+            return compare(a, b, k, min_points, extra)
+
         cells = _cells(df, col, metric)
         baseline = set(col.loc[is_baseline(col["attack_label"]), "attack_base"])
         attacked = {n: c for n, c in cells.items() if n not in baseline}

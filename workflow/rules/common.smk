@@ -107,6 +107,11 @@ def all_targets():
                 f"{base}/detection.{ext}" for ext in ("csv", "md", "png", "pdf")
             ]
             targets += [f"{base}/detection-claim.{ext}" for ext in ("csv", "md")]
+        if report_option(s, "split_effect", False):
+            targets += [
+                f"{base}/split-effect{name}"
+                for name in (".md", "-claims.csv", "-accuracy.csv")
+            ]
         if study_def(s).get("type", "matrix") == "calibration":
             targets += [f"{base}/calibration.{ext}" for ext in ("csv", "md")]
     return targets

@@ -47,7 +47,8 @@ rule curves:
 
 rule detection:
     input:
-        f"{RESULTS}/{{study}}/runs.csv",
+        csv=f"{RESULTS}/{{study}}/runs.csv",
+        noise=lambda wildcards: report_option(wildcards.study, "noise_from", []),
     output:
         csv=f"{RESULTS}/{{study}}/detection.csv",
         md=f"{RESULTS}/{{study}}/detection.md",
@@ -68,6 +69,9 @@ rule detection:
         cli=CLI,
         metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
         prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/detection",
+        noise=lambda wildcards, input: (
+            f"--noise-from {input.noise}" if input.noise else ""
+        ),
     shell:
-        "python {params.cli:q} detection {input:q}"
-        " --out-prefix {params.prefix:q} --metric {params.metric} > {log:q} 2>&1"
+        "python {params.cli:q} detection {input.csv:q} --out-prefix {params.prefix:q}"
+        " {params.noise} --metric {params.metric} > {log:q} 2>&1"

@@ -139,3 +139,33 @@ rule sensitivity:
     shell:
         "python {params.cli:q} sensitivity {input.csv:q} {input.runs:q}"
         " --out-prefix {params.prefix:q} --metric {params.metric} > {log:q} 2>&1"
+
+
+rule split_effect:
+    input:
+        csv=f"{RESULTS}/{{study}}/runs.csv",
+        noise=lambda wildcards: report_option(wildcards.study, "noise_from", []),
+    output:
+        md=report(
+            f"{RESULTS}/{{study}}/split-effect.md",
+            caption="../report/split_effect.rst",
+            category="{study}",
+            subcategory="Splits",
+        ),
+        claims=f"{RESULTS}/{{study}}/split-effect-claims.csv",
+        accuracy=f"{RESULTS}/{{study}}/split-effect-accuracy.csv",
+    log:
+        f"{RESULTS}/{{study}}/logs/split_effect.log",
+    conda:
+        "../../envs/byzstress.yaml"
+    params:
+        cli=CLI,
+        metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
+        prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/split-effect",
+        noise=lambda wildcards, input: (
+            f"--noise-from {input.noise}" if input.noise else ""
+        ),
+    shell:
+        "python {params.cli:q} split-effect {input.csv:q}"
+        " --out-prefix {params.prefix:q} {params.noise} --metric {params.metric}"
+        " > {log:q} 2>&1"

@@ -150,3 +150,37 @@ def test_the_cli_writes_the_tables_and_refuses_a_study_without_splits(tmp_path):
         [*cli, str(csv), "--out-prefix", str(tmp_path / "x")], capture_output=True, text=True
     )
     assert r.returncode == 2 and "'split'" in r.stderr
+
+
+def test_the_reference_cells_are_those_trained_as_the_study_is():
+    """A reference whose variant names a knob it varies (momentum=0.9 beside momentum=0)
+    gives the std of its cells trained like the study's default-split runs."""
+    from byzstress.split_effect import reference_noise
+
+    rows = []
+    for momentum, accs in ((0.9, (40, 44)), (0.0, (10, 90))):
+        for seed, a in enumerate(accs):
+            rows.append(
+                {
+                    "dataset": "fmnist",
+                    "beta": "0.1",
+                    "defense": "B",
+                    "variant": f"momentum={momentum:g}",
+                    "momentum": momentum,
+                    "split": "dirichlet",
+                    "attack": "alie",
+                    "strength": "8",
+                    "knowledge": "omniscient",
+                    "attack_label": "ALIE (z=8)",
+                    "seed": seed,
+                    "max_acc": a / 100,
+                    "status": "ok",
+                    "strength_value": 8.0,
+                }
+            )
+    noise = reference_noise(pd.DataFrame(rows), tidy())  # the study: momentum 0.9
+    assert noise == {("B", "omniscient", "ALIE (z=8)"): pytest.approx(8**0.5)}
+    acc = accuracy_table(tidy(), noise)
+    row = acc[(acc["defense"] == "B") & (acc["split"] == "shards[k=3]")]
+    row = row[row["attack_label"] == "ALIE (z=8)"].iloc[0]
+    assert row["margin"] == pytest.approx(2 * 8**0.5) and row["outcome"] == "undecided"

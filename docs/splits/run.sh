@@ -24,4 +24,3 @@ $cli collect "${have[@]}" --out "$docs/runs.csv"
 $cli table "$docs/runs.csv" --out-prefix "$docs/table1" --metric max_acc
 $cli split-effect "$docs/runs.csv" --out-prefix "$docs/split-effect" --metric max_acc \
   --noise-from docs/sensitivity/runs.csv
-$cli sensitivity "$docs/runs.csv" --out-prefix "$docs/sensitivity" --metric max_acc

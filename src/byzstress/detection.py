@@ -48,6 +48,7 @@ from .reporting import (
     _write_csv,
     _write_text,
     read_tidy,
+    same_training,
     strength_grid,
 )
 from .verdicts import UNDECIDED
@@ -269,12 +270,14 @@ def _g(x: float) -> str:
 
 
 def reference_noise(
-    ref: pd.DataFrame, metric: str = "max_acc"
+    ref: pd.DataFrame, like: pd.DataFrame | None = None, metric: str = "max_acc"
 ) -> dict[tuple[str, str, str], float]:
     """(β, defense, attack) -> the largest std over seeds (points) of ``ref``'s cells of
-    that attack with two or more seeds, omniscient, in the default training (no
+    that attack with two or more seeds, omniscient, trained as the runs ``like`` are
+    (:func:`byzstress.reporting.same_training`; without ``like``, ``ref``'s cells without a
     ``variant``): the seed noise another study measured for one-seed cells."""
-    d = ref[(ref["variant"] == "") & (ref["knowledge"] == "omniscient")]
+    d = same_training(ref, like) if like is not None else ref[ref["variant"] == ""]
+    d = d[d["knowledge"] == "omniscient"]
     d = d[d["attack_name"].isin(SWEPT)].assign(acc=lambda x: x[metric].astype(float) * 100)
     g = d.groupby(["beta", "defense", "attack_name", "attack_label"])["acc"]
     sd = g.std(ddof=1)[g.size() >= 2]
@@ -343,7 +346,7 @@ def detection_cmd(csv: Path, prefix: Path, metric: str, noise_from: Path | None 
     """Write ``PREFIX.{csv,md,png,pdf}`` (per strength) and ``PREFIX-claim.{csv,md}``;
     ``noise_from``: a runs.csv whose multi-seed cells give :func:`reference_noise`."""
     df = read_tidy(csv)
-    ref = reference_noise(read_tidy(noise_from), metric) if noise_from else None
+    ref = reference_noise(read_tidy(noise_from), df, metric) if noise_from else None
     t = strength_table(df, metric)
     _write_csv(Path(f"{prefix}.csv"), t)
     lines = [

@@ -469,7 +469,7 @@ def figure1cpu_claim_block(root: Path) -> str:
             "Untested: the published records do not yet hold the IID grid and a "
             f"heterogeneous β's in full (β with a complete grid: {', '.join(betas) or 'none'})."
         )
-    c = heterogeneity_claim(df, reference=reference_noise(_sens(root)))
+    c = heterogeneity_claim(df, reference=reference_noise(_sens(root), df))
 
     def rng(r: pd.Series) -> str:
         lo, hi = r["damaging_lo"], r["damaging_hi"]
@@ -524,14 +524,19 @@ def figure1cpu_claim_block(root: Path) -> str:
 
 def splits_block(root: Path) -> str:
     """Do the claims' conclusions change with the kind of split? (the splits study)."""
-    from .split_effect import accuracy_table, claim_table, heterogeneity, summary_line
-    from .verdicts import seed_noise
+    from .split_effect import (
+        accuracy_table,
+        claim_table,
+        heterogeneity,
+        reference_noise,
+        summary_line,
+    )
 
     path = root / "docs/splits/runs.csv"
     if not path.exists():
         return "Not run yet: `docs/splits/runs.csv` is missing."
     df = read_tidy(path)
-    noise = seed_noise(_sens(root), betas=set(df["beta"].astype(str)))
+    noise = reference_noise(_sens(root), df)
     ct, acc, het = claim_table(df, noise), accuracy_table(df, noise), heterogeneity(df)
     splits = [c.removeprefix("split:") for c in ct.columns if c.startswith("split:")]
     lines = [
@@ -549,7 +554,19 @@ def splits_block(root: Path) -> str:
         cells = " | ".join(
             str(r[f"split:{s}"]).replace(", provisional (a one-seed side)", "*") for s in splits
         )
-        lines.append(f"| {r['claim']} | {r['defense']} | {cells} | {r['change']} |")
+        lines.append(f"| `{r['claim']}` | {r['defense']} | {cells} | {r['change']} |")
+    by_defense = []
+    for word in ("same", "changes", UNDECIDED):
+        ds = list(dict.fromkeys(ct.loc[ct["change"] == word, "defense"]))
+        if ds:
+            by_defense.append(f"{word}: {', '.join(ds)}")
+    legend = "; ".join(f"`{c}`: {CLAIMS[c]}" for c in dict.fromkeys(ct["claim"]))
+    lines += [
+        "",
+        f"Claims: {legend}. Conclusion per defense (any of its claims) — "
+        + "; ".join(by_defense)
+        + ".",
+    ]
     moved = acc[acc["outcome"].isin(["lower", "higher"])] if "outcome" in acc else acc[:0]
     compared = int(acc["outcome"].notna().sum()) if "outcome" in acc else 0
     lines += [

@@ -137,6 +137,19 @@ def _variants(df: pd.DataFrame) -> pd.Series:
     return text[varying].apply(lambda row: ", ".join(f"{k}={v}" for k, v in row.items()), axis=1)
 
 
+def same_training(ref: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``ref`` trained as every row of ``like`` is: equal in each training knob
+    (:data:`KNOBS`, compared as text) that is constant across ``like``; a knob missing
+    from either side is not compared."""
+    mask = pd.Series(True, index=ref.index)
+    for k in KNOBS:
+        if k in ref and k in like and len(like):
+            values = set(like[k].map(_knob_text))
+            if len(values) == 1:
+                mask &= ref[k].map(_knob_text) == values.pop()
+    return ref[mask]
+
+
 def _knob_text(value: Any) -> str:
     """``0.9``, ``0`` (not ``0.0``), ``ema``: how a knob's value reads in a label."""
     if isinstance(value, float):

@@ -27,6 +27,7 @@ __all__ = [
     "accuracy_table",
     "claim_table",
     "heterogeneity",
+    "reference_noise",
     "split_effect_cmd",
     "split_of",
     "summary_line",
@@ -205,6 +206,15 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def reference_noise(
+    ref: pd.DataFrame, df: pd.DataFrame, metric: str = "max_acc"
+) -> dict[tuple[str, str, str], float]:
+    """The seed noise of ``df``'s cells from ``ref``: its multi-seed cells at ``df``'s β,
+    trained as ``df``'s runs of the default split are (same knobs, that split)."""
+    default = df[df["split"].astype(str) == str(DEFAULTS["split"])]
+    return seed_noise(ref, metric, betas=set(df["beta"].astype(str)), like=default)
+
+
 def split_effect_cmd(
     csv: Path, prefix: Path, noise_from: Path | None = None, metric: str = "max_acc"
 ) -> None:
@@ -214,7 +224,7 @@ def split_effect_cmd(
         raise ValueError(f"{str(csv)!r}: the runs do not vary 'split' (a study axis)")
     noise = None
     if noise_from is not None:
-        noise = seed_noise(read_tidy(noise_from), metric, betas=set(df["beta"].astype(str)))
+        noise = reference_noise(read_tidy(noise_from), df, metric)
     ct = claim_table(df, noise, metric)
     acc = accuracy_table(df, noise, metric)
     _write_csv(Path(f"{prefix}-claims.csv"), ct)

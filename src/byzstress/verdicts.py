@@ -30,6 +30,11 @@ of the two cells' stds over seeds (0 with one seed each), and the verdict is
 claim *holds* in a column when every comparison it needs goes its way, *fails* when one
 goes against it beyond the margin, and is *undecided (within seed noise)* otherwise;
 every row says how many seeds each side had and which accuracy it used.
+
+Where a study's cells have one seed, ``claims(..., noise=seed_noise(reference))`` takes the
+seed std that a reference study measured for the same defense and attack into the margin
+of a comparison of means, so that a one-seed difference is not read against a 1-point
+margin when the seed noise is known to be larger.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from .reporting import (
     _write_text,
     is_baseline,
     read_tidy,
+    same_training,
     summarise,
 )
 
@@ -149,11 +155,18 @@ def compare(
 
 
 def seed_noise(
-    ref: pd.DataFrame, metric: str = "max_acc", betas: set[str] | None = None
+    ref: pd.DataFrame,
+    metric: str = "max_acc",
+    betas: set[str] | None = None,
+    like: pd.DataFrame | None = None,
 ) -> dict[tuple[str, str, str], float]:
     """(defense, knowledge, attack label) -> std over seeds (points) of ``ref``'s cells
-    with two or more seeds, in its default training (no ``variant``) and, with ``betas``,
-    at those β only. The largest std where several cells share the key."""
+    with two or more seeds: those trained as the runs ``like`` are
+    (:func:`byzstress.reporting.same_training`; without ``like``, ``ref``'s cells without a
+    ``variant``) and, with ``betas``, at those β only. The largest std where several cells
+    share the key."""
+    if like is not None:
+        ref = same_training(ref, like).assign(variant="")
     s = summarise(ref, metric)
     s = s[(s["seeds"] >= 2) & (s["variant"] == "")]
     if betas is not None:

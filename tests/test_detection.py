@@ -7,7 +7,13 @@ import math
 import pandas as pd
 import pytest
 
-from byzstress.detection import KEPT_THRESHOLD, detection, heterogeneity_claim, strength_table
+from byzstress.detection import (
+    CENSORED,
+    KEPT_THRESHOLD,
+    detection,
+    heterogeneity_claim,
+    strength_table,
+)
 
 # beta -> strength -> (accuracy %, Byzantine share of the rule's output); f/n = 4/20 = 0.2
 ALIE = {
@@ -99,8 +105,9 @@ def test_seed_noise_widens_the_damaging_range_and_leaves_the_claim_undecided():
     c = heterogeneity_claim(df).set_index("beta")
     assert c.loc["iid", "margin"] == pytest.approx(2 * 8**0.5)
     assert (c.loc["iid", "damaging_lo"], c.loc["iid", "damaging_hi"]) == (1.0, 8.0)
-    # β=0.1's range {8} is not above IID's {1, 8}, nor below it
-    assert c["damaging_grows"].iloc[0] == "undecided (within seed noise)"
+    # β=0.1's range {8} is not above IID's {1, 8}, nor below it; and IID's reaches the
+    # grid's top, so no range could lie above it: censored by the grid
+    assert c["damaging_grows"].iloc[0] == CENSORED
     # a reference std for β=0.1 alone: its range takes in z=1 (65 within 40 + 2 x 15)
     c = heterogeneity_claim(runs(), reference={("0.1", "A", "ALIE"): 15.0}).set_index("beta")
     assert c.loc["0.1", "margin"] == pytest.approx(30.0)
@@ -130,3 +137,17 @@ def test_decisive_cells_are_the_most_damaging_strength_and_its_neighbours():
     assert iid["seeds"] == [1, 2] and iid["betas"] == ["iid"] and iid["defenses"] == ["A"]
     assert iid["attacks"] == [{"name": "alie", "strengths": ["default", 1, 8]}]
     assert slices["decisive-0.1-A"]["betas"] == [0.1]
+
+
+def test_the_grid_top_cannot_make_the_claim_fail():
+    df = runs()
+    # z=8 the most damaging under IID and at β=0.1 alike, and never detected: the grid
+    # cannot see whether a larger z would do more damage at β=0.1 than under IID
+    z8 = df["strength_value"] == 8.0
+    df.loc[z8, "max_acc"] = 0.30
+    df.loc[z8, "diag_rule_byz_share"] = 0.2
+    c = heterogeneity_claim(df).set_index("beta")
+    assert (c["most_damaging_strength"] == 8.0).all()
+    assert c["damaging_grows"].iloc[0] == CENSORED
+    assert c["undetected_grows"].iloc[0] == CENSORED
+    assert bool(c["undetected_provisional"].iloc[0])  # 2 seeds < 3

@@ -59,6 +59,8 @@ def test_a_published_csv_is_what_its_published_records_give(tmp_path, monkeypatc
 def test_claim_1_is_decided_only_on_complete_strength_grids():
     import pandas as pd
 
+    from byzstress.detection import complete_betas
+
     rows = [
         {"beta": b, "defense": d, "attack_name": a, "strength_value": z, "x": 0}
         for b in ("iid", "0.5", "0.1")
@@ -67,6 +69,6 @@ def test_claim_1_is_decided_only_on_complete_strength_grids():
         for z in (0.1, 1.0, 8.0)
         if not (b == "0.5" and d == "B" and z == 8.0)  # 0.5: one panel short
     ] + [{"beta": "0.3", "defense": "A", "attack_name": "ALIE", "strength_value": 1.0, "x": 0}]
-    kept, left_out = readme._complete_betas(pd.DataFrame(rows))
+    kept, left_out = complete_betas(pd.DataFrame(rows))
     assert sorted(set(kept["beta"])) == ["0.1", "iid"]
     assert left_out == ["0.3", "0.5"]

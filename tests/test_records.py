@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -15,7 +16,6 @@ import pytest
 from byzstress import archive, verify
 from byzstress.runner import run
 from byzstress.spec import RunSpec
-from byzstress.storage import _umask
 
 
 def _records(tmp_path):
@@ -53,21 +53,33 @@ def test_pack_restore_round_trip_is_exact_and_deterministic(tmp_path):
     }
     for name in manifest["records"]:
         assert (out / name).read_bytes() == (runs / name).read_bytes()
-        # readable by the group and others as a plain open() would make it (umask 022 here)
-        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~_umask()
     mtime = (out / "beta~0.1/alie~8/cm/seed~0.json").stat().st_mtime_ns
     assert archive.restore(tmp_path / "a.tar.xz", out)["unchanged"] == 3
     assert (out / "beta~0.1/alie~8/cm/seed~0.json").stat().st_mtime_ns == mtime
+
+
+def test_restored_records_get_the_mode_open_would_give(tmp_path):
+    runs = _records(tmp_path)
+    archive.pack(runs, tmp_path / "a.tar.xz")
+    old = os.umask(0o027)
+    try:
+        archive.restore(tmp_path / "a.tar.xz", tmp_path / "out")
+    finally:
+        os.umask(old)
+    modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "out").rglob("*.json")}
+    assert modes == {0o640}  # not mkstemp's 0600
 
 
 def test_restore_refuses_to_overwrite_a_different_record(tmp_path):
     runs = _records(tmp_path)
     archive.pack(runs, tmp_path / "a.tar.xz")
     (runs / "beta~0.1/alie~8/cm/seed~0.json").write_text('{"max_acc": 0.9}')
+    (runs / "beta~iid/none~default/rfa-buck/seed~0.json").unlink()  # sorts after the conflict
     with pytest.raises(archive.ArchiveError, match=r"exists with other content.*--overwrite"):
         archive.restore(tmp_path / "a.tar.xz", runs)
+    assert not (runs / "beta~iid/none~default/rfa-buck/seed~0.json").exists()  # nothing written
     counts = archive.restore(tmp_path / "a.tar.xz", runs, overwrite=True)
-    assert counts == {"restored": 0, "unchanged": 2, "replaced": 1}
+    assert counts == {"restored": 1, "unchanged": 1, "replaced": 1}
     assert json.loads((runs / "beta~0.1/alie~8/cm/seed~0.json").read_text())["max_acc"] == 0.5
 
 

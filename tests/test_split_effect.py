@@ -66,13 +66,17 @@ def test_split_of_reads_the_variant():
     assert split_of("") == "dirichlet"
 
 
+BOTH = "alie_far_below+alie_strongest"  # with only ALIE and IPM: one comparison, one row
+
+
 def test_a_claim_that_holds_under_one_split_and_fails_under_another_changes():
     t = claim_table(tidy())
-    row = t[(t["claim"] == "alie_strongest") & (t["defense"] == "A")].iloc[0]
+    assert set(t["claim"]) == {BOTH} and len(t) == 2  # the two claims merged, per defense
+    row = t[(t["claim"] == BOTH) & (t["defense"] == "A")].iloc[0]
     assert row["split:dirichlet"].startswith("holds")
     assert row["split:shards[k=3]"].startswith("fails")
     assert row["change"] == "changes"
-    row = t[(t["claim"] == "alie_strongest") & (t["defense"] == "B")].iloc[0]
+    row = t[(t["claim"] == BOTH) & (t["defense"] == "B")].iloc[0]
     assert row["change"] == "same"
     assert row["setting"] == "β=0.1, momentum=0.9 ema, omniscient"  # no split in it
     assert list(t.columns[3:5]) == ["split:dirichlet", "split:shards[k=3]"]  # default first
@@ -92,7 +96,7 @@ def test_the_reference_noise_widens_the_margin_of_one_seed_cells():
     # and in the claims: a noise larger than A's gaps leaves A's verdicts undecided
     big = {("A", "omniscient", lab): 20.0 for lab in ("ALIE (z=8)", "IPM (ε=2.5)")}
     t = claim_table(tidy(), noise=big)
-    row = t[(t["claim"] == "alie_strongest") & (t["defense"] == "A")].iloc[0]
+    row = t[(t["claim"] == BOTH) & (t["defense"] == "A")].iloc[0]
     assert row["split:dirichlet"].startswith(UNDECIDED) and row["change"] == UNDECIDED
 
 
@@ -141,10 +145,17 @@ def test_the_cli_writes_the_tables_and_refuses_a_study_without_splits(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "se.md").read_text()
-    assert "changes with the split in 2" in md  # A: alie_far_below, alie_strongest
+    assert "changes with the split in 1" in md  # A's (merged) claims
     assert "| shards[k=3] | 0.690 | 0.000 |" in md
     assert (tmp_path / "se-claims.csv").exists() and (tmp_path / "se-accuracy.csv").exists()
     one = tidy()
+    one[one["split"] != "dirichlet"].assign(split="gamma[gamma=0.2]").pipe(
+        lambda d: pd.concat([d, tidy()[tidy()["split"] == "shards[k=3]"]])
+    ).to_csv(csv, index=False)
+    r = subprocess.run(
+        [*cli, str(csv), "--out-prefix", str(tmp_path / "x")], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "no run of the default split 'dirichlet'" in r.stderr
     one[one["split"] == "dirichlet"].to_csv(csv, index=False)
     r = subprocess.run(
         [*cli, str(csv), "--out-prefix", str(tmp_path / "x")], capture_output=True, text=True
@@ -184,3 +195,21 @@ def test_the_reference_cells_are_those_trained_as_the_study_is():
     row = acc[(acc["defense"] == "B") & (acc["split"] == "shards[k=3]")]
     row = row[row["attack_label"] == "ALIE (z=8)"].iloc[0]
     assert row["margin"] == pytest.approx(2 * 8**0.5) and row["outcome"] == "undecided"
+
+
+def test_a_claim_tested_under_one_split_only_is_untested_not_the_same():
+    from byzstress.split_effect import _change
+
+    assert _change(["holds", None, None]) == "untested"
+    assert _change(["holds", "holds", None]) == "same"
+    assert _change(["holds", "fails", None]) == "changes"
+    assert _change([UNDECIDED, UNDECIDED]) == UNDECIDED
+
+
+def test_another_axis_beside_the_split_keeps_its_cells_apart():
+    a = tidy().assign(momentum=0.9, variant=lambda d: "momentum=0.9, " + d["variant"])
+    b = a.assign(momentum=0.0, max_acc=a["max_acc"] - 0.1)
+    b["variant"] = b["variant"].str.replace("momentum=0.9", "momentum=0")
+    acc = accuracy_table(pd.concat([a, b]))
+    assert len(acc) == 2 * len(accuracy_table(tidy()))
+    assert set(acc["setting"]) == {"momentum=0.9", "momentum=0"}

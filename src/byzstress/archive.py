@@ -154,10 +154,12 @@ def restore(archive: str | Path, runs: str | Path, overwrite: bool = False) -> d
     is already there with the same bytes is left alone (its mtime too, so Snakemake sees
     nothing new); one with other bytes is an error unless ``overwrite``. Returns the counts
     ``{"restored": ..., "unchanged": ..., "replaced": ...}``. An archive that fails its
-    checks (a tampered or missing record) writes nothing."""
+    checks (a tampered or missing record, a conflict) writes nothing."""
     runs = Path(runs)
     counts = {"restored": 0, "unchanged": 0, "replaced": 0}
-    # read (and check) the whole archive first: a bad one writes nothing
+    # read and check the whole archive, and every conflict, first: a refused restore
+    # writes nothing
+    todo = []
     for name, data in list(members(archive)):
         target = runs / name
         if target.exists():
@@ -172,5 +174,7 @@ def restore(archive: str | Path, runs: str | Path, overwrite: bool = False) -> d
             counts["replaced"] += 1
         else:
             counts["restored"] += 1
+        todo.append((target, data))
+    for target, data in todo:
         atomic_write(target, lambda fh, d=data: fh.write(d))
     return counts

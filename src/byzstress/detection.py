@@ -54,7 +54,9 @@ from .reporting import (
 from .verdicts import UNDECIDED
 
 __all__ = [
+    "CENSORED",
     "KEPT_THRESHOLD",
+    "complete_betas",
     "decisive_cells",
     "decisive_slices",
     "detection",
@@ -120,25 +122,50 @@ def _noise(
         lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
     )
     for (beta, defense, attack), g in t.groupby(["beta", "defense", "attack_name"], sort=False):
-        own = g.loc[g["seeds"] >= 2, "acc_std"].max() if (g["seeds"] >= 2).any() else 0.0
-        out[(beta, defense, attack)] = max(
-            float(own),
-            float(base.get((beta, defense), 0.0)),
-            float(reference.get((beta, defense, attack), 0.0)),
+        own = g.loc[g["seeds"] >= 2, "acc_std"].max()  # NaN where no cell has 2 seeds
+        out[(beta, defense, attack)] = float(
+            np.nanmax(
+                [
+                    0.0,
+                    own,
+                    base.get((beta, defense), 0.0),
+                    reference.get((beta, defense, attack), 0.0),
+                ]
+            )
         )
     return out
 
 
-def _grows(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> str | None:
+CENSORED = f"{UNDECIDED[:-1]}; the grid's end)"
+
+
+def _grows(lo_a: float, hi_a: float, lo_b: float, hi_b: float, top: float) -> str | None:
     """Does the range [lo_b, hi_b] lie above [lo_a, hi_a]? ``holds`` when all of it does,
-    ``fails`` when none of it can (hi_b ≤ lo_a), else undecided."""
+    ``fails`` when none of it can (hi_b ≤ lo_a) and hi_b is below the grid's ``top`` (a
+    range reaching the top may go on beyond it); else undecided, :data:`CENSORED` when the
+    grid's end is why."""
     if any(math.isnan(x) for x in (lo_a, hi_a, lo_b, hi_b)):
         return None
     if lo_b > hi_a:
         return "holds"
     if hi_b <= lo_a:
-        return "fails"
-    return UNDECIDED
+        return "fails" if hi_b < top else CENSORED
+    return CENSORED if hi_a >= top else UNDECIDED
+
+
+def complete_betas(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of the β whose strength grid is complete for every defense and attack (as
+    many strengths, and as many panels, as the fullest β has), and the β left out: a
+    partial grid has no most damaging strength yet."""
+    att = df[df["attack_name"].isin(SWEPT)]
+    if att.empty:
+        return df, []
+    n = att.groupby(["beta", "defense", "attack_name"])["strength_value"].nunique()
+    full = n.groupby(level=[1, 2]).transform("max")
+    done = n.eq(full).groupby(level=0).all()
+    pairs = att.drop_duplicates(["beta", "defense", "attack_name"]).groupby("beta").size()
+    keep = [b for b in done.index if done[b] and pairs[b] == pairs.max()]
+    return df[df["beta"].isin(keep)], sorted(set(df["beta"]) - set(keep))
 
 
 def heterogeneity_claim(
@@ -157,10 +184,11 @@ def heterogeneity_claim(
     is every strength whose accuracy is within the margin of the lowest. Claim 1, per
     (defense, attack), compares IID with the most heterogeneous β (the β between are
     shown): ``damaging_grows`` holds when the whole damaging range there lies above IID's,
-    fails when none of it can (its top at or below IID's bottom), and is undecided
-    otherwise; ``undetected_grows`` holds when the largest undetected strength is larger
-    there than under IID, and fails otherwise. ``provisional``: a cell of either damaging
-    range has fewer than 3 seeds."""
+    fails when none of it can (its top at or below IID's bottom, and below the grid's
+    largest strength), and is undecided otherwise (:data:`CENSORED` where a range reaches
+    the grid's largest strength, beyond which the grid cannot see); ``undetected_grows``
+    does the same with the largest undetected strength. ``provisional``: a cell of either
+    damaging range has fewer than 3 seeds."""
     reference = reference or {}
     t = strength_table(df, metric)
     clean = df[df["attack_name"] == NO_ATTACK].assign(acc=lambda x: x[metric].astype(float) * 100)
@@ -200,23 +228,36 @@ def heterogeneity_claim(
                     "largest_undetected_strength": undetected["strength_value"].max()
                     if len(undetected)
                     else math.nan,
+                    "seeds_at_largest_undetected": int(
+                        undetected.loc[undetected["strength_value"].idxmax(), "seeds"]
+                    )
+                    if len(undetected)
+                    else 0,
                     "strengths": len(b),
                 }
             )
         first, last = per_beta[0], per_beta[-1]
         damaging = undetected_v = None
+        top = float(grp["strength_value"].max())
         if len(per_beta) >= 2 and first["beta"] == "iid":
             damaging = _grows(
-                first["damaging_lo"], first["damaging_hi"], last["damaging_lo"], last["damaging_hi"]
+                first["damaging_lo"],
+                first["damaging_hi"],
+                last["damaging_lo"],
+                last["damaging_hi"],
+                top,
             )
             u0, u1 = first["largest_undetected_strength"], last["largest_undetected_strength"]
             if not (math.isnan(u0) or math.isnan(u1)):
-                undetected_v = "holds" if u1 > u0 else "fails"
+                undetected_v = _grows(u0, u0, u1, u1, top)
         provisional = min(first["min_seeds_in_range"], last["min_seeds_in_range"]) < 3
         for r in per_beta:
             r["damaging_grows"] = damaging
             r["undetected_grows"] = undetected_v
             r["provisional"] = provisional
+            r["undetected_provisional"] = (
+                min(first["seeds_at_largest_undetected"], last["seeds_at_largest_undetected"]) < 3
+            )
             rows.append(r)
     return pd.DataFrame(rows)
 
@@ -308,7 +349,7 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
             f"{r['seeds_at_most_damaging']}) | {_g(r['damaging_lo'])}–{_g(r['damaging_hi'])} "
             f"(±{r['margin']:.1f}) | {_g(r['largest_undetected_strength'])} | "
             f"{verdict(r['damaging_grows'], r['provisional'])} | "
-            f"{verdict(r['undetected_grows'], r['provisional'])} |"
+            f"{verdict(r['undetected_grows'], r['undetected_provisional'])} |"
         )
     lines += [
         "",
@@ -318,8 +359,9 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
         f"Undetected: the Byzantine vectors keep at least {KEPT_THRESHOLD:g} of their share "
         "f/n of the defense's output (`kept`, docs/threat-model.md). 'grows' compares the "
         "most heterogeneous β with IID: holds when the whole within-noise range lies above "
-        "IID's, fails when none of it can. Provisional: a cell of either range has fewer "
-        "than 3 seeds.",
+        "IID's, fails when none of it can; 'the grid's end': a range reaches the largest "
+        "strength of the grid, beyond which it cannot see. Provisional: a deciding cell has "
+        "fewer than 3 seeds.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -361,6 +403,7 @@ def detection_cmd(csv: Path, prefix: Path, metric: str, noise_from: Path | None 
         )
     _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
     _save_fig(detection_figure(t), [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])
-    c = heterogeneity_claim(df, metric, reference=ref)
+    complete, _ = complete_betas(df)
+    c = heterogeneity_claim(complete, metric, reference=ref)
     _write_csv(Path(f"{prefix}-claim.csv"), c)
     _write_text(Path(f"{prefix}-claim.md"), claim_markdown(c, metric))

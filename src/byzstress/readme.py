@@ -20,6 +20,7 @@ import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -442,27 +443,18 @@ def figure1cpu_status_block(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _complete_betas(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The runs of the β whose strength grid is complete for every defense and attack (as
-    many strengths as the fullest β has), and the β left out."""
-    from .detection import SWEPT
-
-    att = df[df["attack_name"].isin(SWEPT)]
-    n = att.groupby(["beta", "defense", "attack_name"])["strength_value"].nunique()
-    full = n.groupby(level=[1, 2]).transform("max")
-    done = n.eq(full).groupby(level=0).all()
-    # every (defense, attack) must also be present at that β
-    pairs = att.drop_duplicates(["beta", "defense", "attack_name"]).groupby("beta").size()
-    keep = [b for b in done.index if done[b] and pairs[b] == pairs.max()]
-    return df[df["beta"].isin(keep)], sorted(set(df["beta"]) - set(keep))
-
-
 def figure1cpu_claim_block(root: Path) -> str:
     """Claim 1 per defense and attack: does the most damaging (and the largest undetected)
     strength grow from IID to the most heterogeneous β?"""
-    from .detection import _beta_order, heterogeneity_claim, reference_noise
+    from .detection import (
+        CENSORED,
+        _beta_order,
+        complete_betas,
+        heterogeneity_claim,
+        reference_noise,
+    )
 
-    df, partial = _complete_betas(read_tidy(root / "docs/figure1cpu/runs.csv"))
+    df, partial = complete_betas(read_tidy(root / "docs/figure1cpu/runs.csv"))
     betas = _beta_order(list(dict.fromkeys(df["beta"])))
     if "iid" not in betas or len(betas) < 2:
         return (
@@ -486,7 +478,10 @@ def figure1cpu_claim_block(root: Path) -> str:
     for (defense, attack), g in c.groupby(["defense", "attack"], sort=False):
         g = g.set_index("beta")
         first = g.iloc[0]
-        prov = ", provisional" if bool(first["provisional"]) else ""
+
+        def text(v: Any, prov: bool) -> str:
+            return "untested" if v is None or pd.isna(v) else f"{v}, provisional" if prov else v
+
         for key in verdicts:
             verdicts[key].append(first[key])
         und = " → ".join(
@@ -497,12 +492,13 @@ def figure1cpu_claim_block(root: Path) -> str:
         )
         lines.append(
             f"| {defense} | {attack} | {' | '.join(rng(g.loc[b]) for b in betas)} | "
-            f"{first['damaging_grows'] or 'untested'}{prov} | {und} | "
-            f"{first['undetected_grows'] or 'untested'}{prov} |"
+            f"{text(first['damaging_grows'], bool(first['provisional']))} | {und} | "
+            f"{text(first['undetected_grows'], bool(first['undetected_provisional']))} |"
         )
 
     def count(vs: list) -> str:
-        return ", ".join(f"{sum(v == w for v in vs)} {w}" for w in ("holds", "fails", UNDECIDED))
+        kinds = ("holds", "fails", UNDECIDED, CENSORED)
+        return ", ".join(f"{sum(v == w for v in vs)} {w}" for w in kinds)
 
     n_prov = int(c.groupby(["defense", "attack"])["provisional"].first().sum())
     lines += [
@@ -554,13 +550,15 @@ def splits_block(root: Path) -> str:
         cells = " | ".join(
             str(r[f"split:{s}"]).replace(", provisional (a one-seed side)", "*") for s in splits
         )
-        lines.append(f"| `{r['claim']}` | {r['defense']} | {cells} | {r['change']} |")
+        claim = " = ".join(f"`{c}`" for c in r["claim"].split("+"))
+        lines.append(f"| {claim} | {r['defense']} | {cells} | {r['change']} |")
     by_defense = []
     for word in ("same", "changes", UNDECIDED):
         ds = list(dict.fromkeys(ct.loc[ct["change"] == word, "defense"]))
         if ds:
             by_defense.append(f"{word}: {', '.join(ds)}")
-    legend = "; ".join(f"`{c}`: {CLAIMS[c]}" for c in dict.fromkeys(ct["claim"]))
+    names = dict.fromkeys(c for claim in ct["claim"] for c in claim.split("+"))
+    legend = "; ".join(f"`{c}`: {CLAIMS[c]}" for c in names)
     lines += [
         "",
         f"Claims: {legend}. Conclusion per defense (any of its claims) — "
@@ -584,7 +582,9 @@ def splits_block(root: Path) -> str:
             else ""
         )
         + f". * provisional (one seed per split). Accuracy: {MAX}; margins max(1, 2 s), s "
-        f"the cell's seed std in `{SENS}/runs.csv` (two seeds, Dirichlet β = 0.1). Source: "
+        f"the cell's seed std in `{SENS}/runs.csv` (two seeds, Dirichlet β = 0.1): about "
+        "1.4 standard deviations of a one-seed difference, a screen rather than a test. "
+        "Source: "
         "`docs/splits/runs.csv`; every cell in `docs/splits/split-effect.md`.",
     ]
     return "\n".join(lines)

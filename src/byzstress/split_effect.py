@@ -33,7 +33,7 @@ __all__ = [
     "summary_line",
 ]
 
-SAME, CHANGES = "same", "changes"
+SAME, CHANGES, UNTESTED = "same", "changes", "untested"
 
 
 def split_of(variant: str) -> str:
@@ -53,12 +53,32 @@ def _splits(df: pd.DataFrame) -> list[str]:
 
 
 def _change(verdicts: list[str | None]) -> str:
-    decided = [v for v in verdicts if v is not None]
-    if "holds" in decided and "fails" in decided:
+    """``changes``, ``same`` or undecided; ``untested`` when fewer than two splits test
+    the claim."""
+    tested = [v for v in verdicts if v is not None]
+    if len(tested) < 2:
+        return UNTESTED
+    if "holds" in tested and "fails" in tested:
         return CHANGES
-    if decided and all(v == decided[0] for v in decided) and decided[0] != UNDECIDED:
+    if all(v == tested[0] for v in tested) and tested[0] != UNDECIDED:
         return SAME
     return UNDECIDED
+
+
+def _rest(variant: str) -> str:
+    """The variant without its split: the other knobs a study varies."""
+    return ", ".join(p for p in str(variant).split(", ") if p and not p.startswith("split="))
+
+
+def _check(df: pd.DataFrame) -> None:
+    if "split" not in df or df["split"].nunique() < 2:
+        raise ValueError("split: the runs do not vary 'split' (a study axis)")
+    default = str(DEFAULTS["split"])
+    if default not in set(df["split"].astype(str)):
+        raise ValueError(
+            f"split: no run of the default split {default!r}, which the other splits are "
+            f"compared with; the runs have {', '.join(_splits(df))}"
+        )
 
 
 def claim_table(
@@ -67,10 +87,16 @@ def claim_table(
     """One row per (claim, β, knowledge, defense): the verdict under each split (columns
     ``split:<name>``) and whether it ``changes`` with the split, is the ``same`` or is
     undecided."""
+    splits = _splits(df)
+    empty = pd.DataFrame(
+        columns=["claim", "setting", "defense", *(f"split:{s}" for s in splits), "change"]
+    )
     c = claims(df, metric, noise=noise)
+    if c.empty or "verdict" not in c:
+        return empty
     c = c[c["verdict"].notna()].copy()
     if c.empty:
-        return pd.DataFrame(columns=["claim", "setting", "defense", "change"])
+        return empty
     # the setting without its split: "β=0.1, momentum=0.9 ema, split=gamma[...], omniscient"
     parts = c["setting"].str.split(", ")
     c["split"] = [split_of(", ".join(ps)) for ps in parts]
@@ -78,16 +104,27 @@ def claim_table(
     c["text"] = [
         verdict_text(v, bool(p)) for v, p in zip(c["verdict"], c["provisional"], strict=True)
     ]
-    rows = []
-    splits = _splits(df)
+    rows: dict[tuple, dict] = {}
     for (claim, base, defense), g in c.groupby(["claim", "base", "defense"], sort=False):
         by = dict(zip(g["split"], g["verdict"], strict=True))
         text = dict(zip(g["split"], g["text"], strict=True))
+        evidence = dict(zip(g["split"], g["evidence"], strict=True))
+        # two claims that rest on the same comparisons under every split are one finding
+        # (with only ALIE and IPM, "far below the others" and "strongest" are one test)
+        key = (base, defense, tuple(evidence.get(s) for s in splits))
+        if key in rows:
+            rows[key]["claim"] += f"+{claim}"
+            continue
         row = {"claim": claim, "setting": base, "defense": defense}
-        row |= {f"split:{s}": text.get(s, "untested") for s in splits}
+        row |= {f"split:{s}": text.get(s, UNTESTED) for s in splits}
         row["change"] = _change([by.get(s) for s in splits])
-        rows.append(row)
-    return pd.DataFrame(rows)
+        rows[key] = row
+    return pd.DataFrame(list(rows.values()))
+
+
+def claim_text(claim: str) -> str:
+    """``alie_far_below+alie_strongest`` -> both claims' texts."""
+    return " = ".join(CLAIMS[c] for c in claim.split("+"))
 
 
 def accuracy_table(
@@ -101,7 +138,8 @@ def accuracy_table(
     splits = _splits(df)
     default = splits[0]
     rows = []
-    keys = ["beta", "knowledge", "defense", "attack_label"]
+    d["setting"] = [_rest(v) for v in d["variant"]]
+    keys = ["beta", "setting", "knowledge", "defense", "attack_label"]
     for key, g in d.groupby(keys, sort=False):
         cells = {
             s: Cell(
@@ -110,8 +148,11 @@ def accuracy_table(
             for s, gs in g.groupby("split", sort=False)
             if gs[metric].notna().any()
         }
-        _, knowledge, defense, label = key
-        extra = noise.get((defense, knowledge, label.removesuffix(", local")), 0.0)
+        _, setting, knowledge, defense, label = key
+        # the reference measured the default training: it speaks for the other knobs' cells
+        # only where the study varies nothing else
+        base = label.removesuffix(", local")
+        extra = 0.0 if setting else noise.get((defense, knowledge, base), 0.0)
         for s in splits:
             if s not in cells:
                 continue
@@ -153,7 +194,7 @@ def markdown(
     claims_t: pd.DataFrame, acc: pd.DataFrame, het: pd.DataFrame, metric: str, noise_from: str
 ) -> str:
     """The claim table, the accuracy table and the splits' measured heterogeneity."""
-    splits = [c.removeprefix("split:") for c in claims_t.columns if c.startswith("split:")]
+    splits = list(het["split"])
     lines = [
         summary_line(claims_t),
         "",
@@ -163,7 +204,8 @@ def markdown(
     for _, r in claims_t.iterrows():
         cells = " | ".join(str(r[f"split:{s}"]) for s in splits)
         lines.append(
-            f"| {CLAIMS[r['claim']]} | {r['setting']} | {r['defense']} | {cells} | {r['change']} |"
+            f"| {claim_text(r['claim'])} | {r['setting']} | {r['defense']} | {cells} | "
+            f"{r['change']} |"
         )
     lines += [
         "",
@@ -178,8 +220,8 @@ def markdown(
         f"| β | defense | attack | {' | '.join(splits)} | moved beyond seed noise |",
         "|---|---|---|" + "---|" * len(splits) + "---|",
     ]
-    for (beta, _, defense, label), g in acc.groupby(
-        ["beta", "knowledge", "defense", "attack_label"], sort=False
+    for (beta, setting, _, defense, label), g in acc.groupby(
+        ["beta", "setting", "knowledge", "defense", "attack_label"], sort=False
     ):
         by = {r["split"]: r for _, r in g.iterrows()}
         cells = []
@@ -192,15 +234,18 @@ def markdown(
             else:
                 cells.append(f"{_fmt(r['mean'])} ({_fmt(r['diff'], True)} ± {r['margin']:.1f})")
         moved = [s for s in splits if s in by and by[s].get("outcome") in ("lower", "higher")]
+        where = f"{defense} [{setting}]" if setting else defense
         lines.append(
-            f"| {beta} | {defense} | {label} | {' | '.join(cells)} | {', '.join(moved) or 'none'} |"
+            f"| {beta} | {where} | {label} | {' | '.join(cells)} | {', '.join(moved) or 'none'} |"
         )
     lines += [
         "",
         f"Accuracies: {METRIC_TEXT[metric]}, mean over seeds (%). In brackets: the difference "
         f"from the {splits[0]} split ± its margin max(1, 2 s), s the larger of the cells' "
         f"stds over seeds and the reference std of the cell in {noise_from} (its two-seed "
-        "cells of the default split). A claim's verdicts use the same margins "
+        "cells of the default split). Between two one-seed cells of std s the difference "
+        "has std √2·s, so 2 s is about 1.4 of its standard deviations: a cell 'moved' at "
+        "that margin is a screen, not a test. A claim's verdicts use the same margins "
         "(byzstress.verdicts); provisional: a one-seed side.",
     ]
     return "\n".join(lines) + "\n"
@@ -211,6 +256,7 @@ def reference_noise(
 ) -> dict[tuple[str, str, str], float]:
     """The seed noise of ``df``'s cells from ``ref``: its multi-seed cells at ``df``'s β,
     trained as ``df``'s runs of the default split are (same knobs, that split)."""
+    _check(df)
     default = df[df["split"].astype(str) == str(DEFAULTS["split"])]
     return seed_noise(ref, metric, betas=set(df["beta"].astype(str)), like=default)
 
@@ -220,8 +266,10 @@ def split_effect_cmd(
 ) -> None:
     """Write ``PREFIX-claims.csv``, ``PREFIX-accuracy.csv`` and ``PREFIX.md``."""
     df = read_tidy(csv)
-    if "split" not in df or df["split"].nunique() < 2:
-        raise ValueError(f"{str(csv)!r}: the runs do not vary 'split' (a study axis)")
+    try:
+        _check(df)
+    except ValueError as err:
+        raise ValueError(f"{str(csv)!r}: {err}") from err
     noise = None
     if noise_from is not None:
         noise = reference_noise(read_tidy(noise_from), df, metric)

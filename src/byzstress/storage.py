@@ -39,7 +39,8 @@ def _temp_prefix(path: Path) -> str:
 
 
 def _umask() -> int:
-    """The process's umask (reading it means setting it; it is set straight back)."""
+    """The process's umask (reading it means setting it; it is set straight back, so a
+    thread creating a file in that instant would get 022)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -57,9 +58,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except OSError as err:
         raise WriteError(err.errno, f"cannot write {str(path)!r}: {err.strerror or err}") from err
     try:
-        # mkstemp makes the file 0600; give it the mode open() would (0666 less the umask)
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes the file 0600; give it the mode open() would (0666 less the umask)
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

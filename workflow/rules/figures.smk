@@ -70,7 +70,7 @@ rule detection:
         metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
         prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/detection",
         noise=lambda wildcards, input: (
-            f"--noise-from {input.noise}" if input.noise else ""
+            f"--noise-from '{input.noise}'" if input.noise else ""
         ),
     shell:
         "python {params.cli:q} detection {input.csv:q} --out-prefix {params.prefix:q}"

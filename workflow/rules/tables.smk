@@ -163,7 +163,7 @@ rule split_effect:
         metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
         prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/split-effect",
         noise=lambda wildcards, input: (
-            f"--noise-from {input.noise}" if input.noise else ""
+            f"--noise-from '{input.noise}'" if input.noise else ""
         ),
     shell:
         "python {params.cli:q} split-effect {input.csv:q}"

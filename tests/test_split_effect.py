@@ -60,6 +60,24 @@ def tidy(acc: dict = ACC) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def alie8_row(defense: str, seed: int, acc: float, **knobs) -> dict:
+    """One reference run of ALIE z=8 at β = 0.1 with accuracy ``acc`` (%)."""
+    return {
+        "dataset": "fmnist",
+        "beta": "0.1",
+        "defense": defense,
+        "attack": "alie",
+        "strength": "8",
+        "knowledge": "omniscient",
+        "attack_label": "ALIE (z=8)",
+        "seed": seed,
+        "max_acc": acc / 100,
+        "status": "ok",
+        "strength_value": 8.0,
+        **knobs,
+    }
+
+
 def test_split_of_reads_the_variant():
     assert split_of("momentum=0, split=shards[k=3]") == "shards[k=3]"
     assert split_of("momentum=0") == "dirichlet"  # the default split
@@ -113,22 +131,7 @@ def test_seed_noise_uses_only_multi_seed_cells_of_the_default_training():
     rows = []
     for variant, accs in (("", (40, 44)), ("momentum=0", (10, 90))):
         for seed, a in enumerate(accs):
-            rows.append(
-                {
-                    "dataset": "fmnist",
-                    "beta": "0.1",
-                    "defense": "A",
-                    "variant": variant,
-                    "attack": "alie",
-                    "strength": "8",
-                    "knowledge": "omniscient",
-                    "attack_label": "ALIE (z=8)",
-                    "seed": seed,
-                    "max_acc": a / 100,
-                    "status": "ok",
-                    "strength_value": 8.0,
-                }
-            )
+            rows.append(alie8_row("A", seed, a, variant=variant))
     df = pd.DataFrame(rows)
     one = df.iloc[[0]].assign(attack_label="IPM (ε=2.5)", attack="ipm")
     noise = seed_noise(pd.concat([df, one]))
@@ -172,22 +175,14 @@ def test_the_reference_cells_are_those_trained_as_the_study_is():
     for momentum, accs in ((0.9, (40, 44)), (0.0, (10, 90))):
         for seed, a in enumerate(accs):
             rows.append(
-                {
-                    "dataset": "fmnist",
-                    "beta": "0.1",
-                    "defense": "B",
-                    "variant": f"momentum={momentum:g}",
-                    "momentum": momentum,
-                    "split": "dirichlet",
-                    "attack": "alie",
-                    "strength": "8",
-                    "knowledge": "omniscient",
-                    "attack_label": "ALIE (z=8)",
-                    "seed": seed,
-                    "max_acc": a / 100,
-                    "status": "ok",
-                    "strength_value": 8.0,
-                }
+                alie8_row(
+                    "B",
+                    seed,
+                    a,
+                    variant=f"momentum={momentum:g}",
+                    momentum=momentum,
+                    split="dirichlet",
+                )
             )
     noise = reference_noise(pd.DataFrame(rows), tidy())  # the study: momentum 0.9
     assert noise == {("B", "omniscient", "ALIE (z=8)"): pytest.approx(8**0.5)}

@@ -273,6 +273,16 @@ def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_noise_from(p: argparse.ArgumentParser) -> None:
+    """``--noise-from``: the reference study of :func:`byzstress.verdicts.seed_noise`."""
+    p.add_argument(
+        "--noise-from",
+        type=Path,
+        help="a runs.csv whose multi-seed cells, trained as these runs are, give the seed "
+        "noise of one-seed cells",
+    )
+
+
 def _add_detection(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "detection",
@@ -285,11 +295,7 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
         help="writes PREFIX.{csv,md,png,pdf} and PREFIX-claim.{csv,md}",
     )
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
-    p.add_argument(
-        "--noise-from",
-        type=Path,
-        help="a runs.csv whose multi-seed cells give the seed noise of one-seed cells",
-    )
+    _add_noise_from(p)
     p.add_argument(
         "--decisive-seeds",
         help="instead: print config.yaml slices giving these seeds (e.g. 1,2) to each "
@@ -324,11 +330,7 @@ def _add_split_effect(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="writes PREFIX.md, PREFIX-{claims,accuracy}.csv",
     )
-    p.add_argument(
-        "--noise-from",
-        type=Path,
-        help="a runs.csv whose multi-seed cells of the default split give the seed noise",
-    )
+    _add_noise_from(p)
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
 
     def run(a: argparse.Namespace) -> None:

@@ -76,6 +76,7 @@ from byzstress import __version__ as BYZSTRESS_VERSION
 from byzstress import data, defenses, gradients, models
 from byzstress.attacks import AttackContext, mean_std
 from byzstress.partition import PaddedShares, client_shares
+from byzstress.runner import cpu_model
 from byzstress.spec import RunSpec
 from byzstress.training import Simulator
 
@@ -805,11 +806,7 @@ def _dist_version(name: str) -> str | None:
 
 
 def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return cpu_model() or platform.processor() or platform.machine()
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

@@ -74,6 +74,8 @@ def study_runs(repo: Path, config: dict[str, Any], study: str) -> list[Any]:
 
 
 def cpu_model() -> str:
+    # not byzstress.runner's reader: this script imports byzstress only from the checkout
+    # it times (study_runs), which may be older than ours
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -80,6 +80,10 @@ def test_the_undetected_and_the_most_damaging_strength_grow_as_beta_falls():
     assert c.loc["0.1", "iid_default_strength"] == pytest.approx(0.157)
     assert c["damaging_grows"].iloc[0] == "holds" and c["undetected_grows"].iloc[0] == "holds"
     assert bool(c["provisional"].iloc[0])  # 2 seeds at the most damaging strength
+    # the attack's damage net of the no-attack accuracy (82): 12 points under IID, 42 at 0.1
+    assert c.loc["iid", "drop_at_most_damaging"] == pytest.approx(12)
+    assert c.loc["0.1", "drop_at_most_damaging"] == pytest.approx(42)
+    assert c["damage_grows"].iloc[0] == "holds" and bool(c["damage_provisional"].iloc[0])
     # identical seeds: the margin is the 1-point floor, so each damaging range is one strength
     assert c.loc["iid", "margin"] == pytest.approx(1.0)
     assert (c.loc["iid", "damaging_lo"], c.loc["iid", "damaging_hi"]) == (1.0, 1.0)
@@ -137,6 +141,19 @@ def test_decisive_cells_are_the_most_damaging_strength_and_its_neighbours():
     assert iid["seeds"] == [1, 2] and iid["betas"] == ["iid"] and iid["defenses"] == ["A"]
     assert iid["attacks"] == [{"name": "alie", "strengths": ["default", 1, 8]}]
     assert slices["decisive-0.1-A"]["betas"] == [0.1]
+    # the β claim 1 compares first, IID then the most heterogeneous; the β between last
+    assert list(slices) == ["decisive-iid-A", "decisive-0.1-A", "decisive-0.5-A"]
+    # with two defenses: each defense's compared pair together, so that a sitting stopped
+    # early leaves whole verdicts decided; the β between after all of them
+    two = {**cells, **{(b, "B", "ALIE"): [8.0] for b in ("iid", "0.5", "0.1")}}
+    assert [s["name"] for s in decisive_slices(two, [1])] == [
+        "decisive-iid-A",
+        "decisive-0.1-A",
+        "decisive-iid-B",
+        "decisive-0.1-B",
+        "decisive-0.5-A",
+        "decisive-0.5-B",
+    ]
 
 
 def test_the_grid_top_cannot_make_the_claim_fail():
@@ -151,3 +168,22 @@ def test_the_grid_top_cannot_make_the_claim_fail():
     assert c["damaging_grows"].iloc[0] == CENSORED
     assert c["undetected_grows"].iloc[0] == CENSORED
     assert bool(c["undetected_provisional"].iloc[0])  # 2 seeds < 3
+
+
+def test_damage_grows_is_the_drop_below_no_attack_not_the_accuracy():
+    df = runs()
+    # β=0.1's no-attack accuracy falls to 42: its worst accuracy (40) is far below IID's
+    # (70), but the attack itself takes only 2 points there against 12 under IID
+    clean = (df["beta"] == "0.1") & (df["attack_name"] == "No attack")
+    df.loc[clean, "max_acc"] = 0.42
+    c = heterogeneity_claim(df).set_index("beta")
+    assert c.loc["0.1", "acc_at_most_damaging"] < c.loc["iid", "acc_at_most_damaging"]
+    assert c.loc["0.1", "drop_at_most_damaging"] == pytest.approx(2)
+    assert c["damage_grows"].iloc[0] == "fails"
+    # within the margin: a reference std of 6 points at β=0.1 (margin 12) leaves it open
+    df.loc[clean, "max_acc"] = 0.90  # drop 50 against 12: 38 beyond, holds even so
+    c = heterogeneity_claim(df, reference={("0.1", "A", "ALIE"): 6.0}).set_index("beta")
+    assert c["damage_grows"].iloc[0] == "holds"
+    df.loc[clean, "max_acc"] = 0.60  # drop 20 against 12: 8, within the margin of 12
+    c = heterogeneity_claim(df, reference={("0.1", "A", "ALIE"): 6.0}).set_index("beta")
+    assert c["damage_grows"].iloc[0] == "undecided (within seed noise)"

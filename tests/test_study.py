@@ -127,6 +127,25 @@ def test_runs_command_prints_a_slice(tmp_path, capsys):
     assert "no study 'nope'" in capsys.readouterr().err
 
 
+def test_runs_command_lists_the_slices_in_config_order(tmp_path, capsys):
+    """A driver (docs/figure1cpu/run.sh) trains every slice, in the order they were added."""
+    import yaml
+
+    study = copy.deepcopy(STUDY)
+    study["slices"] = [
+        {"name": "z-first", "seeds": [3]},
+        {"name": "a-second", "defenses": ["CM"]},
+    ]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"definitions": {"s": study, "t": STUDY}}))
+    assert main(["runs", "s", "--config", str(cfg), "--slices"]) == 0
+    assert capsys.readouterr().out.split() == ["z-first", "a-second"]
+    assert main(["runs", "t", "--config", str(cfg), "--slices"]) == 0
+    assert capsys.readouterr().out.split() == []
+    with pytest.raises(SystemExit):
+        main(["runs", "s", "--config", str(cfg), "--slices", "--slice", "z-first"])
+
+
 def test_job_threads_one_per_cpu_job_two_per_gpu_job_unless_set():
     from byzstress.study import job_threads
 

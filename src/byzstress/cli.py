@@ -158,15 +158,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_study(name: str, config_file: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The whole config and study ``name``'s definition in it."""
+    try:
+        config = yaml.safe_load(config_file.read_text()) or {}
+        return config, config["definitions"][name]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
+        raise SpecError(f"--config: no study {name!r} in {str(config_file)!r} ({err})") from err
+
+
 def _study_run_paths(name: str, config_file: Path, only: str | None = None) -> list[str]:
     """The run files of study ``name`` in ``config_file`` (of one slice with ``only``)."""
     from .study import StudyError, expand_study
 
-    try:
-        config = yaml.safe_load(config_file.read_text()) or {}
-        study = config["definitions"][name]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
-        raise SpecError(f"--config: no study {name!r} in {str(config_file)!r} ({err})") from err
+    config, study = _load_study(name, config_file)
     try:
         runs = expand_study(name, study, config, only=only)
     except StudyError as err:
@@ -176,6 +181,12 @@ def _study_run_paths(name: str, config_file: Path, only: str | None = None) -> l
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
+    if args.slices:
+        # in config order, so that a driver trains the slices in the order they were added
+        _, study = _load_study(args.study, args.config)
+        names = [s.get("name") for s in study.get("slices") or [] if isinstance(s, dict)]
+        print("\n".join(str(n) for n in names if n))
+        return 0
     print("\n".join(_study_run_paths(args.study, args.config, args.slice)))
     return 0
 
@@ -455,7 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("study")
     p.add_argument("--config", type=Path, default=Path("config.yaml"))
-    p.add_argument("--slice", help="only this slice's runs (its 'name' in config.yaml)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--slice", help="only this slice's runs (its 'name' in config.yaml)")
+    which.add_argument(
+        "--slices", action="store_true", help="instead: print the study's slice names, in order"
+    )
     p.set_defaults(func=_cmd_runs)
     _add_reporting(sub)
     _add_sensitivity(sub)

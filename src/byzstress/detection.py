@@ -153,6 +153,18 @@ def _grows(lo_a: float, hi_a: float, lo_b: float, hi_b: float, top: float) -> st
     return CENSORED if hi_a >= top else UNDECIDED
 
 
+def _more(a: float, b: float, margin: float) -> str | None:
+    """Is ``b`` larger than ``a``? ``holds`` beyond ``margin``, ``fails`` when smaller by
+    more than it, else undecided (within seed noise)."""
+    if any(math.isnan(x) for x in (a, b, margin)):
+        return None
+    if b - a > margin:
+        return "holds"
+    if a - b > margin:
+        return "fails"
+    return UNDECIDED
+
+
 def complete_betas(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The runs of the β whose strength grid is complete for every defense and attack (as
     many strengths, and as many panels, as the fullest β has), and the β left out: a
@@ -187,8 +199,12 @@ def heterogeneity_claim(
     fails when none of it can (its top at or below IID's bottom, and below the grid's
     largest strength), and is undecided otherwise (:data:`CENSORED` where a range reaches
     the grid's largest strength, beyond which the grid cannot see); ``undetected_grows``
-    does the same with the largest undetected strength. ``provisional``: a cell of either
-    damaging range has fewer than 3 seeds."""
+    does the same with the largest undetected strength. ``damage_grows`` asks what the
+    paper's premise does: is the attack's damage, the drop of its most damaging strength
+    below the same β's no-attack accuracy (``drop_at_most_damaging``, so that a defense's
+    own cost of heterogeneity is not counted), larger there than under IID by more than
+    the larger of the two margins? ``provisional``: a cell of either damaging range has
+    fewer than 3 seeds; ``damage_provisional``: a most damaging cell has."""
     reference = reference or {}
     t = strength_table(df, metric)
     clean = df[df["attack_name"] == NO_ATTACK].assign(acc=lambda x: x[metric].astype(float) * 100)
@@ -219,6 +235,8 @@ def heterogeneity_claim(
                     "acc_at_iid_default": default["acc"],
                     "most_damaging_strength": worst["strength_value"],
                     "acc_at_most_damaging": worst["acc"],
+                    "drop_at_most_damaging": clean_acc.get((beta, defense), math.nan)
+                    - worst["acc"],
                     "seeds_at_most_damaging": int(worst["seeds"]),
                     "noise_std": s,
                     "margin": margin,
@@ -251,8 +269,19 @@ def heterogeneity_claim(
             if not (math.isnan(u0) or math.isnan(u1)):
                 undetected_v = _grows(u0, u0, u1, u1, top)
         provisional = min(first["min_seeds_in_range"], last["min_seeds_in_range"]) < 3
+        damage = None
+        if len(per_beta) >= 2 and first["beta"] == "iid":
+            damage = _more(
+                first["drop_at_most_damaging"],
+                last["drop_at_most_damaging"],
+                max(first["margin"], last["margin"]),
+            )
         for r in per_beta:
             r["damaging_grows"] = damaging
+            r["damage_grows"] = damage
+            r["damage_provisional"] = (
+                min(first["seeds_at_most_damaging"], last["seeds_at_most_damaging"]) < 3
+            )
             r["undetected_grows"] = undetected_v
             r["provisional"] = provisional
             r["undetected_provisional"] = (
@@ -282,9 +311,20 @@ def decisive_cells(df: pd.DataFrame, metric: str = "max_acc") -> dict[tuple[str,
 
 def decisive_slices(cells: dict[tuple[str, str, str], list], seeds: list[int]) -> list[dict]:
     """``config.yaml`` slices that add ``seeds`` to :func:`decisive_cells`' cells: one slice
-    per (β, defense), its attacks the strengths picked there."""
+    per (β, defense), its attacks the strengths picked there. The β that claim 1 compares
+    (IID and the most heterogeneous, :func:`heterogeneity_claim`) come first, a defense's
+    two slices together, then the β between: a sitting stopped early has completed whole
+    (defense, attack) verdicts rather than one side of many."""
+    order = _beta_order(list(dict.fromkeys(b for b, _, _ in cells)))
+    compared = {order[0], order[-1]} if order else set()
+    defenses = list(dict.fromkeys(d for _, d, _ in cells))
+
+    def priority(pair: tuple[str, str]) -> tuple[int, int, int]:
+        b, d = order.index(pair[0]), defenses.index(pair[1])
+        return (0, d, b) if pair[0] in compared else (1, b, d)
+
     slices = []
-    for beta, defense in dict.fromkeys((b, d) for b, d, _ in cells):
+    for beta, defense in sorted(dict.fromkeys((b, d) for b, d, _ in cells), key=priority):
         attacks = []
         for (b, d, attack), strengths in cells.items():
             if (b, d) == (beta, defense):
@@ -332,8 +372,8 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
     lines = [
         "| Defense | Attack | β | no attack | IID default (acc) | most damaging (acc, seeds) "
         "| within noise of it (margin) | largest undetected | damaging grows as β falls "
-        "| undetected grows as β falls |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| undetected grows as β falls | drop below no attack | damage grows as β falls |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def verdict(v: Any, prov: bool) -> str:
@@ -349,7 +389,9 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
             f"{r['seeds_at_most_damaging']}) | {_g(r['damaging_lo'])}–{_g(r['damaging_hi'])} "
             f"(±{r['margin']:.1f}) | {_g(r['largest_undetected_strength'])} | "
             f"{verdict(r['damaging_grows'], r['provisional'])} | "
-            f"{verdict(r['undetected_grows'], r['undetected_provisional'])} |"
+            f"{verdict(r['undetected_grows'], r['undetected_provisional'])} | "
+            f"{r['drop_at_most_damaging']:.1f} | "
+            f"{verdict(r['damage_grows'], r['damage_provisional'])} |"
         )
     lines += [
         "",
@@ -360,8 +402,10 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
         "f/n of the defense's output (`kept`, docs/threat-model.md). 'grows' compares the "
         "most heterogeneous β with IID: holds when the whole within-noise range lies above "
         "IID's, fails when none of it can; 'the grid's end': a range reaches the largest "
-        "strength of the grid, beyond which it cannot see. Provisional: a deciding cell has "
-        "fewer than 3 seeds.",
+        "strength of the grid, beyond which it cannot see. Drop: the no-attack accuracy "
+        "minus the most damaging strength's; 'damage grows' holds when the drop at the most "
+        "heterogeneous β exceeds IID's by more than the larger margin, fails when it is "
+        "smaller by more. Provisional: a deciding cell has fewer than 3 seeds.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,48 @@ def demo_cpus_block(root: Path) -> str:
     )
 
 
+def shared_cells_block(root: Path) -> str:
+    """The cells the sensitivity and figure1cpu studies both publish, trained twice: once
+    for the sensitivity study, once again for figure1cpu (the sensitivity records were not
+    kept), on the CPU each figure1cpu record names. Same machine kind: same numbers?"""
+    from .archive import read_records
+
+    records = read_records(root / "docs/figure1cpu/runs.tar.xz")
+    prefix = "results/sensitivity/runs/"
+    m = _sens(root).merge(
+        read_tidy(root / "docs/figure1cpu/runs.csv"), on="path", suffixes=("_s", "_f")
+    )
+    m["cpu"] = [
+        (records[p.removeprefix(prefix)].get("kernels") or {}).get("cpu_model") or "unknown CPU"
+        for p in m["path"]
+    ]
+    m["same"] = (m["max_acc_s"] == m["max_acc_f"]) & (m["final_acc_s"] == m["final_acc_f"])
+    m["delta"] = (m["max_acc_f"] - m["max_acc_s"]).abs() * 100
+    parts = []
+    for cpu, g in m.groupby("cpu"):
+        same = int(g["same"].sum())
+        text = (
+            f"of those trained again on {cpu}, {same} of {len(g)} have the same max and "
+            "final accuracy"
+        )
+        if not g["same"].all():
+            w = g.loc[g["delta"].idxmax()]
+            text += (
+                f" (max accuracy: median difference {g['delta'].median():.2f} points, at most "
+                f"{w['delta']:.2f}: `{w['path'].removeprefix(prefix)}`, "
+                f"{w['max_acc_s'] * 100:.2f} → {w['max_acc_f'] * 100:.2f})"
+            )
+        parts.append(text)
+    found = "; ".join(parts)
+    return (
+        f"The sensitivity study and `figure1cpu` share {len(m)} published runs (a cell and a "
+        "seed each), trained once per study: for the sensitivity study on a 2-core AMD EPYC "
+        f"(`{SENS}/README.md`). {found[:1].upper()}{found[1:]}. Source: "
+        f"`{SENS}/runs.csv` against `docs/figure1cpu/runs.csv`, the CPU from each "
+        "`figure1cpu` record (`docs/figure1cpu/runs.tar.xz`)."
+    )
+
+
 def demo_verify_block(root: Path) -> str:
     """The committed ``byzstress verify`` reports of demo records: same kernels, other ones."""
     lines = [
@@ -419,7 +462,9 @@ def demo_verify_block(root: Path) -> str:
 
 
 def figure1cpu_status_block(root: Path) -> str:
-    """How much of the figure1cpu study its published archive holds, per β."""
+    """How much of the figure1cpu study its published archive holds, per β, and on which
+    CPUs those records were computed (a record is reproducible bit for bit only on a
+    machine that computes as its own did)."""
     import yaml
 
     from .archive import read_records
@@ -428,17 +473,25 @@ def figure1cpu_status_block(root: Path) -> str:
     config = yaml.safe_load((root / "config.yaml").read_text())
     runs = expand_study("figure1cpu", config["definitions"]["figure1cpu"], config)
     path = root / "docs/figure1cpu/runs.tar.xz"
-    have = set(read_records(path)) if path.exists() else set()
-    lines = ["| β | runs trained / in the study |", "|---|---|"]
+    have = read_records(path) if path.exists() else {}
+
+    def cpu(record: dict[str, Any]) -> str:
+        k = record.get("kernels") or {}
+        return f"{k.get('cpu_model') or 'unknown CPU'} ({k.get('cpu_capability') or '?'})"
+
+    lines = ["| β | runs trained / in the study | computed on (records) |", "|---|---|---|"]
     for beta in dict.fromkeys(r.beta for r in runs):
-        mine = [r for r in runs if r.beta == beta]
-        done = sum(f"{r.key}.json" in have for r in mine)
-        lines.append(f"| {beta} | {done} / {len(mine)} |")
+        mine = [have[f"{r.key}.json"] for r in runs if r.beta == beta and f"{r.key}.json" in have]
+        n = len([r for r in runs if r.beta == beta])
+        where = Counter(cpu(rec) for rec in mine)
+        on = ", ".join(f"{c}: {k}" for c, k in sorted(where.items())) or "–"
+        lines.append(f"| {beta} | {len(mine)} / {n} | {on} |")
     total = sum(f"{r.key}.json" in have for r in runs)
     lines += [
         "",
         f"{total} of {len(runs)} runs. Source: `docs/figure1cpu/runs.tar.xz` against the "
-        "`figure1cpu` study of `config.yaml`.",
+        "`figure1cpu` study of `config.yaml`; the CPU and ATen capability are each record's "
+        "own (`kernels`).",
     ]
     return "\n".join(lines)
 
@@ -471,10 +524,11 @@ def figure1cpu_claim_block(root: Path) -> str:
     head = " | ".join(f"β={b}: worst (acc; within noise)" for b in betas)
     lines = [
         f"| Defense | Attack | {head} | damaging grows | largest undetected "
-        f"({' → '.join(betas)}) | undetected grows |",
-        "|---|---|" + "---|" * len(betas) + "---|---|---|",
+        f"({' → '.join(betas)}) | undetected grows | drop below no attack "
+        f"({' → '.join(betas)}) | damage grows |",
+        "|---|---|" + "---|" * len(betas) + "---|---|---|---|---|",
     ]
-    verdicts = {"damaging_grows": [], "undetected_grows": []}
+    verdicts = {"damaging_grows": [], "undetected_grows": [], "damage_grows": []}
     for (defense, attack), g in c.groupby(["defense", "attack"], sort=False):
         g = g.set_index("beta")
         first = g.iloc[0]
@@ -490,10 +544,12 @@ def figure1cpu_claim_block(root: Path) -> str:
             else f"{g.loc[b, 'largest_undetected_strength']:.3g}"
             for b in betas
         )
+        drop = " → ".join(f"{g.loc[b, 'drop_at_most_damaging']:.1f}" for b in betas)
         lines.append(
             f"| {defense} | {attack} | {' | '.join(rng(g.loc[b]) for b in betas)} | "
             f"{text(first['damaging_grows'], bool(first['provisional']))} | {und} | "
-            f"{text(first['undetected_grows'], bool(first['undetected_provisional']))} |"
+            f"{text(first['undetected_grows'], bool(first['undetected_provisional']))} | "
+            f"{drop} | {text(first['damage_grows'], bool(first['damage_provisional']))} |"
         )
 
     def count(vs: list) -> str:
@@ -505,7 +561,9 @@ def figure1cpu_claim_block(root: Path) -> str:
         "",
         f"Of {len(verdicts['damaging_grows'])} (defense, attack) pairs, the most damaging "
         f"strength grows from IID to β = {betas[-1]}: {count(verdicts['damaging_grows'])}; "
-        f"the largest undetected strength grows: {count(verdicts['undetected_grows'])}. "
+        f"the largest undetected strength grows: {count(verdicts['undetected_grows'])}; "
+        "the damage (the no-attack accuracy minus the most damaging strength's, beyond the "
+        f"larger margin) grows: {count(verdicts['damage_grows'])}. "
         f"{n_prov} pairs are provisional (a cell of a within-noise range has fewer than 3 "
         "seeds). Accuracy (%): "
         f"{MAX}; within noise: the strengths within max(1, 2 s) of the worst, s the largest "
@@ -601,6 +659,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "demo-findings": demo_findings_block,
     "demo-cpus": demo_cpus_block,
     "demo-verify": demo_verify_block,
+    "shared-cells": shared_cells_block,
     "figure1cpu-status": figure1cpu_status_block,
     "figure1cpu-claim": figure1cpu_claim_block,
     "splits": splits_block,

@@ -38,7 +38,7 @@ from .storage import (
 )
 from .training import DIAGNOSTICS, Simulator
 
-__all__ = ["Curve", "kernels", "result_json", "run", "run_batch"]
+__all__ = ["Curve", "cpu_model", "kernels", "result_json", "run", "run_batch"]
 
 
 @dataclass
@@ -87,8 +87,9 @@ def _versions() -> dict[str, str | None]:
     }
 
 
-def _cpu_model() -> str | None:
-    """The CPU's model name (Linux ``/proc/cpuinfo``; ``None`` elsewhere)."""
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; ``None`` elsewhere). The run records
+    and the benchmarks name the machine with it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -102,7 +103,7 @@ def kernels() -> dict[str, str | None]:
     """What decides float32 rounding on the CPU besides the code: the CPU, the ATen kernel
     set torch dispatches to (``ATEN_CPU_CAPABILITY`` may lower it) and oneDNN's ISA cap."""
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),

@@ -156,6 +156,29 @@ def test_decisive_cells_are_the_most_damaging_strength_and_its_neighbours():
     ]
 
 
+def test_decisive_cells_cover_the_damaging_range_and_the_largest_undetected(monkeypatch):
+    """A verdict stays provisional while any cell of a compared β's damaging range, or its
+    largest undetected strength, has fewer than 3 seeds: those cells are decisive too."""
+    import sys
+
+    from byzstress.detection import decisive_cells
+
+    grid = {b: dict(v) for b, v in ALIE.items()}
+    # IID: z=16 within the 1-point margin of z=1's 70 and undetected, beyond z=1's neighbours
+    grid["iid"][16.0] = (70.5, 0.20)
+    grid["0.5"][16.0] = (62.0, 0.20)
+    monkeypatch.setattr(sys.modules[__name__], "ALIE", grid)
+    cells = decisive_cells(runs())
+    assert cells[("iid", "A", "ALIE")] == [None, 1.0, 8.0, 16.0]
+    # β = 0.5 is shown, not compared: the worst strength (z=8, 60) and its neighbours only
+    assert cells[("0.5", "A", "ALIE")] == [1.0, 8.0, 16.0]
+    grid["0.5"][16.0] = (75.0, 0.20)
+    grid["0.5"][0.157] = (76.0, 0.20)
+    assert decisive_cells(runs())[("0.5", "A", "ALIE")] == [1.0, 8.0, 16.0]
+    grid["0.5"][1.0] = (59.0, 0.18)  # now z=1 the worst: default, 1, 8; z=16 is not needed
+    assert decisive_cells(runs())[("0.5", "A", "ALIE")] == [None, 1.0, 8.0]
+
+
 def test_the_grid_top_cannot_make_the_claim_fail():
     df = runs()
     # z=8 the most damaging under IID and at β=0.1 alike, and never detected: the grid
@@ -187,3 +210,15 @@ def test_damage_grows_is_the_drop_below_no_attack_not_the_accuracy():
     df.loc[clean, "max_acc"] = 0.60  # drop 20 against 12: 8, within the margin of 12
     c = heterogeneity_claim(df, reference={("0.1", "A", "ALIE"): 6.0}).set_index("beta")
     assert c["damage_grows"].iloc[0] == "undecided (within seed noise)"
+
+
+def test_damage_verdict_is_final_with_three_seeds_and_untested_without_a_baseline():
+    df = runs()
+    three = pd.concat([df, df[df["seed"] == 0].assign(seed=2)], ignore_index=True)
+    c = heterogeneity_claim(three)
+    assert c["damage_grows"].iloc[0] == "holds" and not c["damage_provisional"].any()
+    # no no-attack run at β = 0.1: no drop there, so nothing to compare
+    lost = df[~((df["beta"] == "0.1") & (df["attack_name"] == "No attack"))]
+    c = heterogeneity_claim(lost).set_index("beta")
+    assert math.isnan(c.loc["0.1", "drop_at_most_damaging"])
+    assert c["damage_grows"].iloc[0] is None

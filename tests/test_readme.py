@@ -72,3 +72,44 @@ def test_claim_1_is_decided_only_on_complete_strength_grids():
     kept, left_out = complete_betas(pd.DataFrame(rows))
     assert sorted(set(kept["beta"])) == ["0.1", "iid"]
     assert left_out == ["0.3", "0.5"]
+
+
+def test_shared_cells_count_a_changed_record_and_name_the_largest_difference(tmp_path):
+    """readme.shared_cells_block on a copy of the published files with one shared run's
+    max accuracy moved: that run's CPU counts one identical run fewer, and the move is the
+    largest difference, named."""
+    import re
+    import shutil
+
+    import pandas as pd
+
+    for rel in (
+        "docs/sensitivity/runs.csv",
+        "docs/figure1cpu/runs.csv",
+        "docs/figure1cpu/runs.tar.xz",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+
+    def counts(text: str) -> dict[str, tuple[int, int]]:
+        found = re.findall(r"trained again on (.+?), (\d+) of (\d+) have", text)
+        return {cpu: (int(a), int(b)) for cpu, a, b in found}
+
+    before = counts(readme.shared_cells_block(tmp_path))
+    assert before and all(0 <= a <= b for a, b in before.values())
+    sens = pd.read_csv(tmp_path / "docs/sensitivity/runs.csv")
+    fig = pd.read_csv(tmp_path / "docs/figure1cpu/runs.csv")
+    m = fig.reset_index().merge(sens, on="path", suffixes=("", "_s"))
+    same = m[(m["max_acc"] == m["max_acc_s"]) & (m["final_acc"] == m["final_acc_s"])]
+    assert len(same), "the published files have a shared run computed alike"
+    records = archive.read_records(tmp_path / "docs/figure1cpu/runs.tar.xz")
+    row = same["index"].iloc[0]
+    path = fig.loc[row, "path"]
+    cpu = records[path.removeprefix("results/sensitivity/runs/")]["kernels"]["cpu_model"]
+    was = sens.loc[sens["path"] == path, "max_acc"].iloc[0]
+    fig.loc[row, "max_acc"] = was - 0.5  # 50 points below: the largest difference by far
+    fig.to_csv(tmp_path / "docs/figure1cpu/runs.csv", index=False)
+    text = readme.shared_cells_block(tmp_path)
+    after = counts(text)
+    assert after[cpu] == (before[cpu][0] - 1, before[cpu][1])
+    assert f"at most 50.00: `{path.removeprefix('results/sensitivity/runs/')}`" in text

@@ -186,3 +186,54 @@ def test_the_split_is_a_study_axis_and_the_default_adds_no_segment():
     assert keys["beta~0.1/alie~8/cm/split~shards-k-2/seed~0"]["split"] == "shards[k=2]"
     with pytest.raises(StudyError, match="split: unknown split 'bogus'"):
         expand_study("s", {**STUDY, "axes": {"split": ["bogus"]}}, {})
+
+
+def test_two_slices_of_one_name_are_refused():
+    study = copy.deepcopy(STUDY)
+    study["slices"] = [{"name": "a", "seeds": [3]}, {"name": "a", "seeds": [4]}]
+    with pytest.raises(StudyError, match="names used twice: a"):
+        expand_study("s", study, {})
+
+
+def test_new_slices_keep_only_what_the_study_lacks_under_new_names():
+    from byzstress.study import new_slices
+
+    study = copy.deepcopy(STUDY)
+    study["attacks"] = [{"name": "none"}, {"name": "alie", "strengths": [2, 8]}]
+    study["slices"] = [{"name": "grid", "seeds": [0]}, {"name": "more", "seeds": [1]}]
+    cfg = {"definitions": {"s": study}}
+    proposed = [
+        # seed 1 of z=8 and z=16 against CM: the study has z=8's (slice 'more'), not z=16's
+        {"name": "more", "defenses": ["CM"], "seeds": [1],
+         "attacks": [{"name": "alie", "strengths": [8, 16]}, {"name": "none"}]},
+        # seed 2 of z=2: new, under a new name already
+        {"name": "z2", "defenses": ["CM"], "seeds": [2],
+         "attacks": [{"name": "alie", "strengths": [2]}]},
+        # everything here is in the study: dropped
+        {"name": "old", "defenses": ["trMean(NNM)"], "seeds": [0, 1],
+         "attacks": [{"name": "alie", "strengths": [2, 8]}]},
+    ]  # fmt: skip
+    out = new_slices("s", study, cfg, proposed)
+    assert [s["name"] for s in out] == ["more-2", "z2"]
+    assert out[0]["attacks"] == [{"name": "alie", "strengths": [16]}]  # 'none' seed 1: there
+    assert out[1]["attacks"] == [{"name": "alie", "strengths": [2]}]
+    # appended, the study then lacks nothing of them, and its slice names stay unique
+    study["slices"] += out
+    assert new_slices("s", study, cfg, proposed) == []
+    # 2 defenses x 3 cells x seeds 0 and 1, and the two new runs
+    assert len(expand_study("s", study, cfg)) == 2 * 3 * 2 + 2
+
+
+def test_runs_slices_refuses_a_slice_without_a_name(tmp_path, capsys):
+    import yaml
+
+    study = copy.deepcopy(STUDY)
+    study["slices"] = [{"name": "a", "seeds": [3]}, {"seeds": [4]}]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"definitions": {"s": study, "null": None}}))
+    with pytest.raises(SystemExit) as err:
+        main(["runs", "s", "--config", str(cfg), "--slices"])
+    assert err.value.code == 2 and "slices[1]: has no 'name'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["runs", "null", "--config", str(cfg), "--slices"])
+    assert "definitions.null: must be a mapping" in capsys.readouterr().err

@@ -20,8 +20,13 @@ SLICES=${SLICES:-$($cli runs figure1cpu --slices)}
 if [ -f "$docs/runs.tar.xz" ]; then
   $cli restore "$docs/runs.tar.xz" --runs "$runs"
 fi
+set -f  # slice names such as gamma[gamma=0.2] are words, not file patterns
 for slice in $SLICES; do
-  mapfile -t todo < <($cli runs figure1cpu --slice "$slice")
+  set +f
+  # a slice that does not expand is an error here, not an empty target list (with none,
+  # snakemake would build the default study instead)
+  paths=$($cli runs figure1cpu --slice "$slice")
+  mapfile -t todo <<<"$paths"
   snakemake --cores "$CORES" --config 'studies=[figure1cpu]' --keep-going -- "${todo[@]}" || true
   $cli pack "$runs" --study figure1cpu --out "$docs/runs.tar.xz"
 done

@@ -162,9 +162,12 @@ def _load_study(name: str, config_file: Path) -> tuple[dict[str, Any], dict[str,
     """The whole config and study ``name``'s definition in it."""
     try:
         config = yaml.safe_load(config_file.read_text()) or {}
-        return config, config["definitions"][name]
+        study = config["definitions"][name]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
         raise SpecError(f"--config: no study {name!r} in {str(config_file)!r} ({err})") from err
+    if not isinstance(study, dict):
+        raise SpecError(f"definitions.{name}: must be a mapping, got {study!r}")
+    return config, study
 
 
 def _study_run_paths(name: str, config_file: Path, only: str | None = None) -> list[str]:
@@ -183,9 +186,20 @@ def _study_run_paths(name: str, config_file: Path, only: str | None = None) -> l
 def _cmd_runs(args: argparse.Namespace) -> int:
     if args.slices:
         # in config order, so that a driver trains the slices in the order they were added
-        _, study = _load_study(args.study, args.config)
-        names = [s.get("name") for s in study.get("slices") or [] if isinstance(s, dict)]
-        print("\n".join(str(n) for n in names if n))
+        from .study import StudyError, expand_study
+
+        config, study = _load_study(args.study, args.config)
+        try:
+            expand_study(args.study, study, config)  # the same checks as a run
+        except StudyError as err:
+            raise SpecError(str(err)) from err
+        names = [sl.get("name") for sl in study.get("slices") or []]
+        if None in names:
+            raise SpecError(
+                f"definitions.{args.study}.slices[{names.index(None)}]: has no 'name', so a "
+                "driver cannot train it by name"
+            )
+        print("\n".join(str(n) for n in names))
         return 0
     print("\n".join(_study_run_paths(args.study, args.config, args.slice)))
     return 0
@@ -310,8 +324,15 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--decisive-seeds",
         help="instead: print config.yaml slices giving these seeds (e.g. 1,2) to each "
-        "β × defense × attack's most damaging strength and its neighbours",
+        "β × defense × attack's most damaging strength and its neighbours, and to the "
+        "cells the compared β's verdicts turn on (detection.decisive_cells)",
     )
+    p.add_argument(
+        "--study",
+        help="with --decisive-seeds: print only what this study of --config lacks, under "
+        "names it does not use yet (to append to its slices:)",
+    )
+    p.add_argument("--config", type=Path, default=Path("config.yaml"))
 
     def run(a: argparse.Namespace) -> None:
         from . import detection
@@ -319,7 +340,21 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
         if a.decisive_seeds:
             seeds = [int(s) for s in a.decisive_seeds.split(",") if s.strip()]
             df = detection.read_tidy(a.csv)
-            slices = detection.decisive_slices(detection.decisive_cells(df, a.metric), seeds)
+            ref = (
+                detection.reference_noise(detection.read_tidy(a.noise_from), df, a.metric)
+                if a.noise_from
+                else None
+            )
+            cells = detection.decisive_cells(df, a.metric, ref)
+            slices = detection.decisive_slices(cells, seeds)
+            if a.study:
+                from .study import StudyError, new_slices
+
+                config, study = _load_study(a.study, a.config)
+                try:
+                    slices = new_slices(a.study, study, config, slices)
+                except StudyError as err:
+                    raise SpecError(str(err)) from err
             print(yaml.safe_dump({"slices": slices}, sort_keys=False, allow_unicode=True))
             return
         if a.out_prefix is None:

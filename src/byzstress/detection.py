@@ -203,7 +203,9 @@ def heterogeneity_claim(
     paper's premise does: is the attack's damage, the drop of its most damaging strength
     below the same β's no-attack accuracy (``drop_at_most_damaging``, so that a defense's
     own cost of heterogeneity is not counted), larger there than under IID by more than
-    the larger of the two margins? ``provisional``: a cell of either damaging range has
+    the larger of the two margins? It speaks of the grid's strengths only: where IID's
+    damaging range reaches the grid's top, a larger strength might do more damage under IID
+    too. ``provisional``: a cell of either damaging range has
     fewer than 3 seeds; ``damage_provisional``: a most damaging cell has."""
     reference = reference or {}
     t = strength_table(df, metric)
@@ -291,20 +293,37 @@ def heterogeneity_claim(
     return pd.DataFrame(rows)
 
 
-def decisive_cells(df: pd.DataFrame, metric: str = "max_acc") -> dict[tuple[str, str, str], list]:
-    """The cells a claim-1 verdict turns on, for more seeds: per (β, defense, attack) the
-    most damaging strength and its neighbours on the strength grid, as
-    ``{(beta, defense, attack): [strength, ...]}`` (strengths as the grid spells them:
-    ``None`` for ALIE's default z)."""
+def decisive_cells(
+    df: pd.DataFrame,
+    metric: str = "max_acc",
+    reference: Mapping[tuple[str, str, str], float] | None = None,
+) -> dict[tuple[str, str, str], list]:
+    """The cells a claim-1 verdict turns on, for more seeds, as ``{(beta, defense, attack):
+    [strength, ...]}`` (strengths as the grid spells them: ``None`` for ALIE's default z).
+    Per (β, defense, attack): the most damaging strength and its neighbours on the grid;
+    at the β that :func:`heterogeneity_claim` compares (IID and the most heterogeneous),
+    also every strength of the damaging range and the largest undetected strength, since
+    a verdict stays provisional while any of those has fewer than 3 seeds."""
     t = strength_table(df, metric)
+    claim = heterogeneity_claim(df, metric, reference)
     out: dict[tuple[str, str, str], list] = {}
     for (beta, defense, attack), grp in t.groupby(["beta", "defense", "attack_name"], sort=False):
         grp = grp.sort_values("strength_value").reset_index(drop=True)
         i = int(grp["acc"].idxmin())
-        picked = grp.iloc[max(0, i - 1) : i + 2]
+        picked = set(range(max(0, i - 1), min(len(grp), i + 2)))
+        c = claim[
+            (claim["beta"] == beta) & (claim["defense"] == defense) & (claim["attack"] == attack)
+        ]
+        betas = _beta_order(list(dict.fromkeys(claim.loc[claim["defense"] == defense, "beta"])))
+        if len(c) and beta in (betas[0], betas[-1]):
+            r = c.iloc[0]
+            v = grp["strength_value"]
+            picked |= set(grp.index[(v >= r["damaging_lo"]) & (v <= r["damaging_hi"])])
+            picked |= set(grp.index[np.isclose(v, r["largest_undetected_strength"])])
+        rows = grp.loc[sorted(picked)]
         out[(beta, defense, attack)] = [
             None if "default" in label else float(v)
-            for v, label in zip(picked["strength_value"], picked["attack_label"], strict=True)
+            for v, label in zip(rows["strength_value"], rows["attack_label"], strict=True)
         ]
     return out
 
@@ -372,7 +391,8 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
     lines = [
         "| Defense | Attack | β | no attack | IID default (acc) | most damaging (acc, seeds) "
         "| within noise of it (margin) | largest undetected | damaging grows as β falls "
-        "| undetected grows as β falls | drop below no attack | damage grows as β falls |",
+        "| undetected grows as β falls | drop below no attack | damage grows as β falls "
+        "(over the grid) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -405,7 +425,8 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
         "strength of the grid, beyond which it cannot see. Drop: the no-attack accuracy "
         "minus the most damaging strength's; 'damage grows' holds when the drop at the most "
         "heterogeneous β exceeds IID's by more than the larger margin, fails when it is "
-        "smaller by more. Provisional: a deciding cell has fewer than 3 seeds.",
+        "smaller by more; it compares the grid's strengths only (beyond the grid's top IID "
+        "might lose more). Provisional: a deciding cell has fewer than 3 seeds.",
     ]
     return "\n".join(lines) + "\n"
 

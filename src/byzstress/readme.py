@@ -525,7 +525,7 @@ def figure1cpu_claim_block(root: Path) -> str:
     lines = [
         f"| Defense | Attack | {head} | damaging grows | largest undetected "
         f"({' → '.join(betas)}) | undetected grows | drop below no attack "
-        f"({' → '.join(betas)}) | damage grows |",
+        f"({' → '.join(betas)}) | damage grows (over the grid) |",
         "|---|---|" + "---|" * len(betas) + "---|---|---|---|---|",
     ]
     verdicts = {"damaging_grows": [], "undetected_grows": [], "damage_grows": []}
@@ -556,16 +556,21 @@ def figure1cpu_claim_block(root: Path) -> str:
         kinds = ("holds", "fails", UNDECIDED, CENSORED)
         return ", ".join(f"{sum(v == w for v in vs)} {w}" for w in kinds)
 
-    n_prov = int(c.groupby(["defense", "attack"])["provisional"].first().sum())
+    firsts = c.groupby(["defense", "attack"])[
+        ["provisional", "undetected_provisional", "damage_provisional"]
+    ].first()
+    n_prov, n_und, n_dmg = (int(firsts[k].sum()) for k in firsts.columns)
     lines += [
         "",
         f"Of {len(verdicts['damaging_grows'])} (defense, attack) pairs, the most damaging "
         f"strength grows from IID to β = {betas[-1]}: {count(verdicts['damaging_grows'])}; "
         f"the largest undetected strength grows: {count(verdicts['undetected_grows'])}; "
-        "the damage (the no-attack accuracy minus the most damaging strength's, beyond the "
-        f"larger margin) grows: {count(verdicts['damage_grows'])}. "
-        f"{n_prov} pairs are provisional (a cell of a within-noise range has fewer than 3 "
-        "seeds). Accuracy (%): "
+        "the damage over the grid's strengths (the no-attack accuracy minus the most "
+        f"damaging strength's, beyond the larger margin) grows: "
+        f"{count(verdicts['damage_grows'])}. {n_prov} pairs' damaging-strength verdicts "
+        f"are provisional (a cell of a within-noise range has fewer than 3 seeds), "
+        f"{n_und} pairs' undetected-strength verdicts and {n_dmg} pairs' damage verdicts "
+        "(a deciding cell has fewer than 3 seeds). Accuracy (%): "
         f"{MAX}; within noise: the strengths within max(1, 2 s) of the worst, s the largest "
         "seed std of the panel's cells, of its no-attack cell and of the sensitivity "
         "study's two-seed cells of that β. Source: `docs/figure1cpu/runs.csv` (β with a "

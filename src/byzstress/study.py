@@ -35,6 +35,7 @@ __all__ = [
     "expand_study",
     "fmt_number",
     "job_threads",
+    "new_slices",
     "selected_studies",
 ]
 
@@ -224,6 +225,11 @@ def expand_study(
             f"defined: {', '.join(sorted(config.get('definitions', {})))}"
         )
     slices = study.get("slices")
+    named = [sl.get("name") for sl in slices or [] if isinstance(sl, dict) and sl.get("name")]
+    twice = sorted({n for n in named if named.count(n) > 1})
+    if twice:
+        # `--slice NAME` would pick the first and never train the other
+        raise StudyError(f"definitions.{name}.slices: names used twice: {', '.join(twice)}")
     if only is not None:
         names = [sl.get("name") for sl in slices or []]
         if only not in names:
@@ -260,6 +266,45 @@ def expand_study(
                     "spell the attack or defense the same way in both"
                 )
     return runs
+
+
+def new_slices(
+    name: str, study: dict[str, Any], config: dict[str, Any], slices: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The part of ``slices`` that study ``name`` does not define yet, to append to its
+    ``slices:``: each slice keeps only the strengths (or attacks without strengths) with a
+    run the study lacks, and is dropped when none is left; a name the study already uses
+    gets a suffix (``-2``, ``-3``, ...)."""
+    have = {run.key for run in expand_study(name, study, config)}
+    taken = {sl.get("name") for sl in study.get("slices") or [] if isinstance(sl, dict)}
+
+    def missing(part: dict[str, Any]) -> bool:
+        trial = {**study, "slices": [{k: v for k, v in part.items() if k != "name"}]}
+        return any(run.key not in have for run in expand_study(name, trial, config))
+
+    out = []
+    for sl in slices:
+        attacks = []
+        for attack in sl.get("attacks") or study.get("attacks") or []:
+            strengths = attack.get("strengths")
+            if strengths is None:
+                if missing({**sl, "attacks": [attack]}):
+                    attacks.append(attack)
+                continue
+            keep = [
+                x for x in strengths if missing({**sl, "attacks": [{**attack, "strengths": [x]}]})
+            ]
+            if keep:
+                attacks.append({**attack, "strengths": keep})
+        if not attacks:
+            continue
+        base, label, k = sl["name"], sl["name"], 1
+        while label in taken:
+            k += 1
+            label = f"{base}-{k}"
+        taken.add(label)
+        out.append({**sl, "name": label, "attacks": attacks})
+    return out
 
 
 def _expand_matrix(

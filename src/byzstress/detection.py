@@ -305,18 +305,18 @@ def decisive_cells(
     also every strength of the damaging range and the largest undetected strength, since
     a verdict stays provisional while any of those has fewer than 3 seeds."""
     t = strength_table(df, metric)
-    claim = heterogeneity_claim(df, metric, reference)
+    claim = heterogeneity_claim(df, metric, reference).set_index(["beta", "defense", "attack"])
+    compared = {}  # (defense, attack) -> the two β its verdicts compare
+    for pair, g in claim.groupby(level=["defense", "attack"], sort=False):
+        order = _beta_order(list(g.index.get_level_values("beta")))
+        compared[pair] = {order[0], order[-1]}
     out: dict[tuple[str, str, str], list] = {}
     for (beta, defense, attack), grp in t.groupby(["beta", "defense", "attack_name"], sort=False):
         grp = grp.sort_values("strength_value").reset_index(drop=True)
         i = int(grp["acc"].idxmin())
         picked = set(range(max(0, i - 1), min(len(grp), i + 2)))
-        c = claim[
-            (claim["beta"] == beta) & (claim["defense"] == defense) & (claim["attack"] == attack)
-        ]
-        betas = _beta_order(list(dict.fromkeys(claim.loc[claim["defense"] == defense, "beta"])))
-        if len(c) and beta in (betas[0], betas[-1]):
-            r = c.iloc[0]
+        if beta in compared.get((defense, attack), set()):
+            r = claim.loc[(beta, defense, attack)]
             v = grp["strength_value"]
             picked |= set(grp.index[(v >= r["damaging_lo"]) & (v <= r["damaging_hi"])])
             picked |= set(grp.index[np.isclose(v, r["largest_undetected_strength"])])

@@ -391,6 +391,11 @@ def demo_cpus_block(root: Path) -> str:
     )
 
 
+def _record_cpu(record: dict[str, Any]) -> str:
+    """The CPU model a run record names (its ``kernels``)."""
+    return (record.get("kernels") or {}).get("cpu_model") or "unknown CPU"
+
+
 def shared_cells_block(root: Path) -> str:
     """The cells the sensitivity and figure1cpu studies both publish, trained twice: once
     for the sensitivity study, once again for figure1cpu (the sensitivity records were not
@@ -402,10 +407,7 @@ def shared_cells_block(root: Path) -> str:
     m = _sens(root).merge(
         read_tidy(root / "docs/figure1cpu/runs.csv"), on="path", suffixes=("_s", "_f")
     )
-    m["cpu"] = [
-        (records[p.removeprefix(prefix)].get("kernels") or {}).get("cpu_model") or "unknown CPU"
-        for p in m["path"]
-    ]
+    m["cpu"] = [_record_cpu(records[p.removeprefix(prefix)]) for p in m["path"]]
     m["same"] = (m["max_acc_s"] == m["max_acc_f"]) & (m["final_acc_s"] == m["final_acc_f"])
     m["delta"] = (m["max_acc_f"] - m["max_acc_s"]).abs() * 100
     parts = []
@@ -476,8 +478,8 @@ def figure1cpu_status_block(root: Path) -> str:
     have = read_records(path) if path.exists() else {}
 
     def cpu(record: dict[str, Any]) -> str:
-        k = record.get("kernels") or {}
-        return f"{k.get('cpu_model') or 'unknown CPU'} ({k.get('cpu_capability') or '?'})"
+        capability = (record.get("kernels") or {}).get("cpu_capability") or "?"
+        return f"{_record_cpu(record)} ({capability})"
 
     lines = ["| β | runs trained / in the study | computed on (records) |", "|---|---|---|"]
     for beta in dict.fromkeys(r.beta for r in runs):

@@ -113,3 +113,39 @@ def test_shared_cells_count_a_changed_record_and_name_the_largest_difference(tmp
     after = counts(text)
     assert after[cpu] == (before[cpu][0] - 1, before[cpu][1])
     assert f"at most 50.00: `{path.removeprefix('results/sensitivity/runs/')}`" in text
+
+
+def test_figure1cpu_status_counts_the_records_per_beta_and_names_their_cpus(tmp_path):
+    """readme.figure1cpu_status_block on an archive of three published records, one of
+    them relabelled as computed on another CPU: each β row counts its records and names
+    each record's own CPU and capability; the rest of the study counts as not trained."""
+    import json
+    import re
+    import shutil
+
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    records = archive.read_records(ROOT / "docs/figure1cpu/runs.tar.xz")
+    iid = sorted(k for k in records if k.startswith("beta~iid/"))[:2]
+    low = sorted(k for k in records if k.startswith("beta~0.1/"))[:1]
+    runs = tmp_path / "runs"
+    for i, key in enumerate(iid + low):
+        rec = records[key]
+        if i == 1:
+            rec["kernels"] = {**rec["kernels"], "cpu_model": "Other CPU", "cpu_capability": "AVX2"}
+        (runs / key).parent.mkdir(parents=True, exist_ok=True)
+        (runs / key).write_text(json.dumps(rec))
+    out = tmp_path / "docs/figure1cpu/runs.tar.xz"
+    out.parent.mkdir(parents=True)
+    archive.pack(runs, out)
+    text = readme.figure1cpu_status_block(tmp_path)
+    rows = dict(re.findall(r"^\| (iid|0\.5|0\.1) \| (.+?) \|$", text, re.M))
+
+    def cpu(key: str) -> str:
+        k = records[key]["kernels"]
+        return f"{k['cpu_model']} ({k['cpu_capability']})"
+
+    assert rows["iid"].startswith("2 / ")
+    assert "Other CPU (AVX2): 1" in rows["iid"] and f"{cpu(iid[0])}: 1" in rows["iid"]
+    assert rows["0.1"].startswith("1 / ") and rows["0.1"].endswith(f"{cpu(low[0])}: 1")
+    assert rows["0.5"].startswith("0 / ") and rows["0.5"].endswith("| –")
+    assert re.search(r"^3 of \d+ runs\.", text, re.M)

@@ -144,6 +144,15 @@ def test_runs_command_lists_the_slices_in_config_order(tmp_path, capsys):
     assert capsys.readouterr().out.split() == []
     with pytest.raises(SystemExit):
         main(["runs", "s", "--config", str(cfg), "--slices", "--slice", "z-first"])
+    # a slice that is not a mapping (a name alone) is a clear error, not a traceback
+    study["slices"].append("z-third")
+    cfg.write_text(yaml.safe_dump({"definitions": {"s": study}}))
+    capsys.readouterr()
+    for extra in (["--slices"], ["--slice", "z-first"], []):
+        with pytest.raises(SystemExit) as err:
+            main(["runs", "s", "--config", str(cfg), *extra])
+        assert err.value.code == 2
+        assert "definitions.s.slices[2]: must be a mapping" in capsys.readouterr().err
 
 
 def test_job_threads_one_per_cpu_job_two_per_gpu_job_unless_set():

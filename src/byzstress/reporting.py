@@ -410,6 +410,12 @@ def table_cmd(csv: Path, prefix: Path, metric: str, with_paper: bool) -> None:
 # ------------------------------------------------------------------------- figures
 
 
+# The seed band of every figure: the range over seeds (min to max). With a few seeds that
+# can split (one survives an attack, two do not), mean ± sd runs past 0 % or 100 %, and
+# below 0 on the diagnostics' log axes.
+SEED_BAND = ("pi", 100)
+
+
 def _save_fig(fig: Any, paths: list[Path]) -> None:
     for p in paths:
         suffix = p.suffix.lstrip(".")
@@ -422,7 +428,8 @@ def _save_fig(fig: Any, paths: list[Path]) -> None:
 
 def strength_grid(data: pd.DataFrame, x: str, y: str, betas: list):
     """Figure 1's layout: ``y`` against ``x`` (a log axis for ``strength_value``), a line
-    per defense (band: sd over seeds), a column per β in ``betas``, a row per attack."""
+    per defense (the mean over seeds; band: their range, min to max), a column per β in
+    ``betas``, a row per attack (``SEED_BAND``)."""
     import seaborn as sns
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
@@ -437,7 +444,7 @@ def strength_grid(data: pd.DataFrame, x: str, y: str, betas: list):
         kind="line",
         markers=True,
         dashes=False,
-        errorbar="sd",
+        errorbar=SEED_BAND,
         col_order=betas,
         height=3.0,
         aspect=1.2,
@@ -454,8 +461,9 @@ def strength_grid(data: pd.DataFrame, x: str, y: str, betas: list):
 
 
 def figure(df: pd.DataFrame, metric: str = "max_acc"):
-    """Figure 1: accuracy vs attack strength, one line per defense (error band: sd over
-    seeds), one column per β, one row per attack; dotted: each defense without attack."""
+    """Figure 1: accuracy vs attack strength, one line per defense (the mean over seeds,
+    band: their min to max), one column per β, one row per attack; dotted: each defense
+    without attack."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -490,7 +498,8 @@ def figure_cmd(csv: Path, prefix: Path, metric: str) -> None:
 
 
 def curves_cmd(runs: list[Path], out: Path) -> None:
-    """Test accuracy over steps, mean over seeds, one panel per (β, attack)."""
+    """Test accuracy over steps, mean over seeds (band: their range), one panel per
+    (β, attack)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -521,7 +530,7 @@ def curves_cmd(runs: list[Path], out: Path) -> None:
         col="attack",
         row="beta",
         kind="line",
-        errorbar="sd",
+        errorbar=SEED_BAND,
         height=2.6,
         aspect=1.2,
         facet_kws={"margin_titles": True},

@@ -225,7 +225,16 @@ def expand_study(
             f"defined: {', '.join(sorted(config.get('definitions', {})))}"
         )
     slices = study.get("slices")
-    named = [sl.get("name") for sl in slices or [] if isinstance(sl, dict) and sl.get("name")]
+    if slices is not None:
+        if not isinstance(slices, list) or not slices:
+            raise StudyError(f"definitions.{name}.slices: must be a non-empty list")
+        for i, sl in enumerate(slices):
+            if not isinstance(sl, dict):
+                raise StudyError(
+                    f"definitions.{name}.slices[{i}]: must be a mapping of name, description, "
+                    f"{', '.join(MATRIX_KEYS)}; got {sl!r}"
+                )
+    named = [sl.get("name") for sl in slices or [] if sl.get("name")]
     twice = sorted({n for n in named if named.count(n) > 1})
     if twice:
         # `--slice NAME` would pick the first and never train the other
@@ -241,8 +250,6 @@ def expand_study(
     if slices is None:
         parts = [("", study)]
     else:
-        if not isinstance(slices, list) or not slices:
-            raise StudyError(f"definitions.{name}.slices: must be a non-empty list")
         parts = []
         for i, sl in enumerate(slices):
             unknown = sorted(set(sl) - {*MATRIX_KEYS, "name", "description"})

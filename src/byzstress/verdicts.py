@@ -50,6 +50,7 @@ import pandas as pd
 from .reporting import (
     METRIC_TEXT,
     NO_ATTACK,
+    SEED_BAND,
     _save_fig,
     _write_csv,
     _write_text,
@@ -507,7 +508,7 @@ def _diagnostic_curves(runs: list[Path]) -> pd.DataFrame:
 
 def diagnostics_figure(curves: pd.DataFrame):
     """Test accuracy and the diagnostics over steps: a row per quantity, a column per
-    defense, a line per attack (band: ± std over seeds)."""
+    defense, a line per attack (band: the range over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -522,7 +523,7 @@ def diagnostics_figure(curves: pd.DataFrame):
         row="diagnostic",
         row_order=["test_acc", "rel_err", "cos", "rule_byz_share"],
         kind="line",
-        errorbar="sd",
+        errorbar=SEED_BAND,
         height=2.4,
         aspect=1.3,
         facet_kws={"sharey": "row", "margin_titles": True},
@@ -551,7 +552,7 @@ def baseline_figure(curves: pd.DataFrame):
         hue="defense",
         col="setting",
         kind="line",
-        errorbar="sd",
+        errorbar=SEED_BAND,
         height=2.6,
         aspect=1.2,
     )

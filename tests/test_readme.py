@@ -37,16 +37,23 @@ def test_an_unknown_block_is_an_error():
 
 
 @pytest.mark.parametrize(
-    ("study", "runs"),
-    [("demo", "demo"), ("figure1cpu", "sensitivity"), ("splits", "sensitivity")],
+    ("study", "runs", "name"),
+    [
+        ("demo", "demo", "runs"),
+        ("demo", "demo", "runs-amd-epyc"),
+        ("figure1cpu", "sensitivity", "runs"),
+        ("splits", "sensitivity", "runs"),
+    ],
 )
-def test_a_published_csv_is_what_its_published_records_give(tmp_path, monkeypatch, study, runs):
-    """docs/STUDY/runs.csv, which the README's blocks read, against docs/STUDY/runs.tar.xz."""
+def test_a_published_csv_is_what_its_published_records_give(
+    tmp_path, monkeypatch, study, runs, name
+):
+    """docs/STUDY/NAME.csv, which the README's blocks read, against docs/STUDY/NAME.tar.xz."""
     import pandas as pd
 
     docs = ROOT / "docs" / study
-    counts = archive.restore(docs / "runs.tar.xz", tmp_path / f"results/{runs}/runs")
-    published = pd.read_csv(docs / "runs.csv").sort_values("path").reset_index(drop=True)
+    counts = archive.restore(docs / f"{name}.tar.xz", tmp_path / f"results/{runs}/runs")
+    published = pd.read_csv(docs / f"{name}.csv").sort_values("path").reset_index(drop=True)
     assert counts["restored"] == len(published) > 0
     monkeypatch.chdir(tmp_path)
     paths = sorted(Path(f"results/{runs}/runs").rglob("*.json"))
@@ -149,3 +156,59 @@ def test_figure1cpu_status_counts_the_records_per_beta_and_names_their_cpus(tmp_
     assert rows["0.1"].startswith("1 / ") and rows["0.1"].endswith(f"{cpu(low[0])}: 1")
     assert rows["0.5"].startswith("0 / ") and rows["0.5"].endswith("| –")
     assert re.search(r"^3 of \d+ runs\.", text, re.M)
+
+
+def test_demo_cpus_count_a_changed_record_and_a_changed_cell(tmp_path):
+    """readme.demo_cpus_block on a copy of the demo's published files: of a record made
+    alike on both CPUs, moving it counts one identical record fewer and names it as the
+    largest difference; of a cell of the older AMD EPYC table made to agree, moving it
+    counts one agreeing cell fewer."""
+    import re
+    import shutil
+
+    import pandas as pd
+
+    from byzstress.reporting import read_tidy, summarise
+
+    docs = tmp_path / "docs/demo"
+    docs.mkdir(parents=True)
+    for name in (
+        "runs.csv",
+        "runs.tar.xz",
+        "runs-amd-epyc.csv",
+        "runs-amd-epyc.tar.xz",
+        "table1-amd-epyc.csv",
+    ):
+        shutil.copy(ROOT / "docs/demo" / name, docs / name)
+
+    def counts() -> tuple[int, int, int, str]:
+        text = readme.demo_cpus_block(tmp_path)
+        same = re.search(r"Record by record, (\d+) of (\d+) runs", text)
+        agree = re.search(r"two decimals\), (\d+) of 20 cells agree", text)
+        assert same and agree, text
+        return int(same[1]), int(same[2]), int(agree[1]), text
+
+    here = pd.read_csv(docs / "runs.csv")
+    there = pd.read_csv(docs / "runs-amd-epyc.csv")
+    row = there.index[there["path"] == here["path"].iloc[0]][0]
+    for col in ("max_acc", "final_acc"):
+        there.loc[row, col] = here[col].iloc[0]
+    there.to_csv(docs / "runs-amd-epyc.csv", index=False)
+    same, total, _, _ = counts()
+    assert 1 <= same <= total == 60
+    there.loc[row, "max_acc"] -= 0.5  # 50 points: the largest difference by far
+    there.to_csv(docs / "runs-amd-epyc.csv", index=False)
+    moved, total, _, text = counts()
+    assert moved == same - 1
+    assert f"at most 50.00 (`{there.loc[row, 'path'].removeprefix('results/demo/runs/')}`" in text
+
+    shutil.copy(ROOT / "docs/demo/runs-amd-epyc.csv", docs / "runs-amd-epyc.csv")
+    cell = summarise(read_tidy(docs / "runs-amd-epyc.csv")).iloc[0]
+    table = pd.read_csv(docs / "table1-amd-epyc.csv")
+    at = (table["defense"] == cell["defense"]) & (table["attack_label"] == cell["attack_label"])
+    table.loc[at, ["mean", "std"]] = [round(cell["mean"], 2), round(cell["std"], 2)]
+    table.to_csv(docs / "table1-amd-epyc.csv", index=False)
+    agree = counts()[2]
+    table.loc[at, "mean"] += 1.0
+    table.to_csv(docs / "table1-amd-epyc.csv", index=False)
+    assert counts()[2] == agree - 1 >= 0

@@ -387,6 +387,14 @@ def reference_noise(
     }
 
 
+def verdict_text(v: Any, provisional: bool) -> str:
+    """A claim verdict as the tables print it: ``untested`` where there is none, marked
+    ``provisional`` where a deciding cell has fewer than 3 seeds."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "untested"
+    return f"{v}, provisional" if provisional else str(v)
+
+
 def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
     lines = [
         "| Defense | Attack | β | no attack | IID default (acc) | most damaging (acc, seeds) "
@@ -396,11 +404,6 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def verdict(v: Any, prov: bool) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "untested"
-        return f"{v}, provisional" if prov else str(v)
-
     for _, r in c.iterrows():
         lines.append(
             f"| {r['defense']} | {r['attack']} | {r['beta']} | {r['no_attack_acc']:.1f} | "
@@ -408,10 +411,10 @@ def claim_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
             f"{_g(r['most_damaging_strength'])} ({r['acc_at_most_damaging']:.1f}, "
             f"{r['seeds_at_most_damaging']}) | {_g(r['damaging_lo'])}–{_g(r['damaging_hi'])} "
             f"(±{r['margin']:.1f}) | {_g(r['largest_undetected_strength'])} | "
-            f"{verdict(r['damaging_grows'], r['provisional'])} | "
-            f"{verdict(r['undetected_grows'], r['undetected_provisional'])} | "
+            f"{verdict_text(r['damaging_grows'], r['provisional'])} | "
+            f"{verdict_text(r['undetected_grows'], r['undetected_provisional'])} | "
             f"{r['drop_at_most_damaging']:.1f} | "
-            f"{verdict(r['damage_grows'], r['damage_provisional'])} |"
+            f"{verdict_text(r['damage_grows'], r['damage_provisional'])} |"
         )
     lines += [
         "",

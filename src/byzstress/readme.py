@@ -312,12 +312,12 @@ def demo_table_block(root: Path) -> str:
     return _markdown(table(df)) + f" Source: `{DEMO}/runs.csv` ({kernels})."
 
 
-def _demo_machine(root: Path) -> str:
-    """Where the published demo records were computed (from the records themselves)."""
+def _machine(archive: Path) -> str:
+    """Where an archive's records were computed (from the records themselves)."""
     from .archive import members
 
     envs = set()
-    for _, data in members(root / DEMO / "runs.tar.xz"):
+    for _, data in members(archive):
         r = json.loads(data)
         k = r.get("kernels") or {}
         envs.add(
@@ -327,6 +327,11 @@ def _demo_machine(root: Path) -> str:
         f"{cpu}, torch {torch} (capability {cap}), {t} thread{'s' if t > 1 else ''} per run"
         for cpu, cap, t, torch in sorted(envs, key=str)
     )
+
+
+def _demo_machine(root: Path) -> str:
+    """Where the published demo records were computed."""
+    return _machine(root / DEMO / "runs.tar.xz")
 
 
 def demo_findings_block(root: Path) -> str:
@@ -362,14 +367,39 @@ def demo_findings_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+# The demo's records from a second CPU (an AMD EPYC; docs/demo/README.md), and the Table 1
+# that kind of machine gave a week before them (means and stds only: its records were lost)
+DEMO_OTHER = "runs-amd-epyc"
+DEMO_OTHER_TABLE = "table1-amd-epyc.csv"
+
+
 def demo_cpus_block(root: Path) -> str:
-    """The demo's Table 1 on two CPUs: how far the means move against the seeds' spread."""
-    here = summarise(_demo(root))
-    other_path = root / DEMO / "table1-amd-epyc.csv"
-    other = pd.read_csv(other_path)
-    m = here.merge(other, on=["defense", "attack_label"], suffixes=("", "_amd"))
-    m["delta"] = m["mean"] - m["mean_amd"]
-    m["spread"] = m[["std", "std_amd"]].max(axis=1)
+    """The demo's runs on two CPUs, record by record and cell by cell (how far the means
+    move against the seeds' spread), and the second CPU's cells against the table the same
+    kind of machine gave a week earlier."""
+    from .archive import read_records
+
+    here = _demo(root)
+    there = read_tidy(root / DEMO / f"{DEMO_OTHER}.csv")
+    where = _machine(root / DEMO / f"{DEMO_OTHER}.tar.xz")
+    a, b = (
+        " and ".join(sorted({_record_cpu(r) for r in read_records(root / DEMO / f).values()}))
+        for f in ("runs.tar.xz", f"{DEMO_OTHER}.tar.xz")
+    )
+    prefix = "results/demo/runs/"
+    r = here.merge(there, on="path", suffixes=("", "_o"))
+    same = int(((r["max_acc"] == r["max_acc_o"]) & (r["final_acc"] == r["final_acc_o"])).sum())
+    r["delta"] = (r["max_acc_o"] - r["max_acc"]).abs() * 100
+    w = r.loc[r["delta"].idxmax()]
+    records = (
+        f"Record by record, {same} of {len(r)} runs have the same max and final accuracy on "
+        f"both CPUs; max accuracy differs by {r['delta'].median():.2f} points (median) and at "
+        f"most {w['delta']:.2f} (`{w['path'].removeprefix(prefix)}`: "
+        f"{w['max_acc'] * 100:.2f} on {a}, {w['max_acc_o'] * 100:.2f} on {b})."
+    )
+    m = summarise(here).merge(summarise(there), on=["defense", "attack_label"], suffixes=("", "_o"))
+    m["delta"] = m["mean"] - m["mean_o"]
+    m["spread"] = m[["std", "std_o"]].max(axis=1)
     inside = int((m["delta"].abs() <= m["spread"]).sum())
     strongest = 0
     cols = 0
@@ -377,17 +407,30 @@ def demo_cpus_block(root: Path) -> str:
         cols += 1
         strongest += (
             col.loc[col["mean"].idxmin(), "attack_label"]
-            == col.loc[col["mean_amd"].idxmin(), "attack_label"]
+            == col.loc[col["mean_o"].idxmin(), "attack_label"]
         )
-    worst = m.loc[m["delta"].abs().idxmax()]
+    c = m.loc[m["delta"].abs().idxmax()]
+    cells = (
+        f"Cell by cell, the {len(m)} means differ by {m['delta'].abs().median():.2f} points "
+        f"(median) and at most {abs(c['delta']):.2f} ({c['attack_label']} against "
+        f"{c['defense']}: {c['mean']:.2f} ± {c['std']:.2f} on {a}, {c['mean_o']:.2f} ± "
+        f"{c['std_o']:.2f} on {b}); {inside} of {len(m)} differences are within the larger of "
+        f"the two seed stds, and the strongest attack is the same in {strongest} of {cols} "
+        "columns."
+    )
+    old = pd.read_csv(root / DEMO / DEMO_OTHER_TABLE)
+    k = summarise(there).merge(old, on=["defense", "attack_label"], suffixes=("", "_t"))
+    agree = sum(
+        f"{a:.2f}" == f"{b:.2f}" and f"{sa:.2f}" == f"{sb:.2f}"
+        for a, b, sa, sb in zip(k["mean"], k["mean_t"], k["std"], k["std_t"], strict=True)
+    )
+    week = (
+        f"Against the table an {b} gave before (`{DEMO}/{DEMO_OTHER_TABLE}`, "
+        f"means and stds to two decimals), {agree} of {len(k)} cells agree in both."
+    )
     return (
-        f"Across the two CPUs the {len(m)} cells' means differ by {m['delta'].abs().median():.2f} "
-        f"points (median) and at most {abs(worst['delta']):.2f} ({worst['attack_label']} against "
-        f"{worst['defense']}: {worst['mean']:.2f} ± {worst['std']:.2f} here, "
-        f"{worst['mean_amd']:.2f} ± {worst['std_amd']:.2f} on AMD EPYC); {inside} of {len(m)} "
-        f"differences are within the larger of the two seed stds, and the strongest attack is "
-        f"the same in {strongest} of {cols} columns. Source: `{DEMO}/runs.csv` against "
-        f"`{DEMO}/table1-amd-epyc.csv` ({MAX})."
+        f"The second CPU: {where}. {records} {cells} {week} Source: `{DEMO}/runs.csv` against "
+        f"`{DEMO}/{DEMO_OTHER}.csv` (records: `{DEMO}/{DEMO_OTHER}.tar.xz`; {MAX})."
     )
 
 
@@ -507,6 +550,7 @@ def figure1cpu_claim_block(root: Path) -> str:
         complete_betas,
         heterogeneity_claim,
         reference_noise,
+        verdict_text,
     )
 
     df, partial = complete_betas(read_tidy(root / "docs/figure1cpu/runs.csv"))
@@ -535,9 +579,6 @@ def figure1cpu_claim_block(root: Path) -> str:
         g = g.set_index("beta")
         first = g.iloc[0]
 
-        def text(v: Any, prov: bool) -> str:
-            return "untested" if v is None or pd.isna(v) else f"{v}, provisional" if prov else v
-
         for key in verdicts:
             verdicts[key].append(first[key])
         und = " → ".join(
@@ -549,9 +590,9 @@ def figure1cpu_claim_block(root: Path) -> str:
         drop = " → ".join(f"{g.loc[b, 'drop_at_most_damaging']:.1f}" for b in betas)
         lines.append(
             f"| {defense} | {attack} | {' | '.join(rng(g.loc[b]) for b in betas)} | "
-            f"{text(first['damaging_grows'], bool(first['provisional']))} | {und} | "
-            f"{text(first['undetected_grows'], bool(first['undetected_provisional']))} | "
-            f"{drop} | {text(first['damage_grows'], bool(first['damage_provisional']))} |"
+            f"{verdict_text(first['damaging_grows'], bool(first['provisional']))} | {und} | "
+            f"{verdict_text(first['undetected_grows'], bool(first['undetected_provisional']))} | "
+            f"{drop} | {verdict_text(first['damage_grows'], bool(first['damage_provisional']))} |"
         )
 
     def count(vs: list) -> str:

@@ -46,13 +46,15 @@ def runs() -> pd.DataFrame:
 def test_seed_band_is_the_range_over_seeds():
     fig = figure(runs())
     bands = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
-    assert bands, "no seed band drawn"
-    ys = np.concatenate([p.vertices[:, 1] for c in bands for p in c.get_paths()])
-    lows = [100 * min(a) for a in ALIE.values()]
-    highs = [100 * max(a) for a in ALIE.values()]
-    # the band spans each strength's seeds exactly: from the lowest seed to the highest
-    assert math.isclose(ys.min(), min(lows), abs_tol=1e-6)
-    assert math.isclose(ys.max(), max(highs), abs_tol=1e-6)
-    line = next(ln for ax in fig.axes for ln in ax.get_lines() if len(ln.get_xdata()) == 2)
+    assert len(bands) == 1, "one band: one defense, one attack"
+    xy = np.concatenate([p.vertices for p in bands[0].get_paths()])
+    for z, accs in ALIE.items():
+        # at each strength the band spans that strength's seeds, from the lowest to the highest
+        ys = xy[np.isclose(xy[:, 0], z), 1]
+        assert len(ys), z
+        assert math.isclose(ys.min(), 100 * min(accs), abs_tol=1e-6), z
+        assert math.isclose(ys.max(), 100 * max(accs), abs_tol=1e-6), z
+    lines = [ln for ax in fig.axes for ln in ax.get_lines()]
+    line = next(ln for ln in lines if list(ln.get_xdata()) == list(ALIE))
     means = [100 * sum(a) / 3 for a in ALIE.values()]
     np.testing.assert_allclose(line.get_ydata(), means)

@@ -368,7 +368,7 @@ def demo_findings_block(root: Path) -> str:
 
 
 # The demo's records from a second CPU (an AMD EPYC; docs/demo/README.md), and the Table 1
-# that kind of machine gave a week before them (means and stds only: its records were lost)
+# that kind of machine gave six days before them (means and stds only: its records were lost)
 DEMO_OTHER = "runs-amd-epyc"
 DEMO_OTHER_TABLE = "table1-amd-epyc.csv"
 
@@ -376,7 +376,7 @@ DEMO_OTHER_TABLE = "table1-amd-epyc.csv"
 def demo_cpus_block(root: Path) -> str:
     """The demo's runs on two CPUs, record by record and cell by cell (how far the means
     move against the seeds' spread), and the second CPU's cells against the table the same
-    kind of machine gave a week earlier."""
+    kind of machine gave earlier."""
     from .archive import read_records
 
     here = _demo(root)
@@ -388,6 +388,8 @@ def demo_cpus_block(root: Path) -> str:
     )
     prefix = "results/demo/runs/"
     r = here.merge(there, on="path", suffixes=("", "_o"))
+    if not len(r) == len(here) == len(there):
+        raise ValueError(f"{DEMO}/{DEMO_OTHER}.csv and {DEMO}/runs.csv hold different runs")
     same = int(((r["max_acc"] == r["max_acc_o"]) & (r["final_acc"] == r["final_acc_o"])).sum())
     r["delta"] = (r["max_acc_o"] - r["max_acc"]).abs() * 100
     w = r.loc[r["delta"].idxmax()]
@@ -421,12 +423,12 @@ def demo_cpus_block(root: Path) -> str:
     old = pd.read_csv(root / DEMO / DEMO_OTHER_TABLE)
     k = summarise(there).merge(old, on=["defense", "attack_label"], suffixes=("", "_t"))
     agree = sum(
-        f"{a:.2f}" == f"{b:.2f}" and f"{sa:.2f}" == f"{sb:.2f}"
-        for a, b, sa, sb in zip(k["mean"], k["mean_t"], k["std"], k["std_t"], strict=True)
+        f"{m1:.2f}" == f"{m2:.2f}" and f"{s1:.2f}" == f"{s2:.2f}"
+        for m1, m2, s1, s2 in zip(k["mean"], k["mean_t"], k["std"], k["std_t"], strict=True)
     )
     week = (
-        f"Against the table an {b} gave before (`{DEMO}/{DEMO_OTHER_TABLE}`, "
-        f"means and stds to two decimals), {agree} of {len(k)} cells agree in both."
+        f"Against the table computed on {b} before (`{DEMO}/{DEMO_OTHER_TABLE}`, "
+        f"means and stds to two decimals), {agree} of {len(k)} cells agree in mean and std."
     )
     return (
         f"The second CPU: {where}. {records} {cells} {week} Source: `{DEMO}/runs.csv` against "

@@ -19,7 +19,7 @@ import json
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -312,13 +312,10 @@ def demo_table_block(root: Path) -> str:
     return _markdown(table(df)) + f" Source: `{DEMO}/runs.csv` ({kernels})."
 
 
-def _machine(archive: Path) -> str:
-    """Where an archive's records were computed (from the records themselves)."""
-    from .archive import members
-
+def _machine(records: Iterable[dict[str, Any]]) -> str:
+    """Where run records were computed (from the records themselves)."""
     envs = set()
-    for _, data in members(archive):
-        r = json.loads(data)
+    for r in records:
         k = r.get("kernels") or {}
         envs.add(
             (k.get("cpu_model"), k.get("cpu_capability"), r["threads"], r["versions"]["torch"])
@@ -331,7 +328,9 @@ def _machine(archive: Path) -> str:
 
 def _demo_machine(root: Path) -> str:
     """Where the published demo records were computed."""
-    return _machine(root / DEMO / "runs.tar.xz")
+    from .archive import read_records
+
+    return _machine(read_records(root / DEMO / "runs.tar.xz").values())
 
 
 def demo_findings_block(root: Path) -> str:
@@ -381,10 +380,12 @@ def demo_cpus_block(root: Path) -> str:
 
     here = _demo(root)
     there = read_tidy(root / DEMO / f"{DEMO_OTHER}.csv")
-    where = _machine(root / DEMO / f"{DEMO_OTHER}.tar.xz")
+    records_here, records_there = (
+        read_records(root / DEMO / f).values() for f in ("runs.tar.xz", f"{DEMO_OTHER}.tar.xz")
+    )
+    where = _machine(records_there)
     a, b = (
-        " and ".join(sorted({_record_cpu(r) for r in read_records(root / DEMO / f).values()}))
-        for f in ("runs.tar.xz", f"{DEMO_OTHER}.tar.xz")
+        " and ".join(sorted({_record_cpu(r) for r in rs})) for rs in (records_here, records_there)
     )
     prefix = "results/demo/runs/"
     r = here.merge(there, on="path", suffixes=("", "_o"))
@@ -399,7 +400,8 @@ def demo_cpus_block(root: Path) -> str:
         f"most {w['delta']:.2f} (`{w['path'].removeprefix(prefix)}`: "
         f"{w['max_acc'] * 100:.2f} on {a}, {w['max_acc_o'] * 100:.2f} on {b})."
     )
-    m = summarise(here).merge(summarise(there), on=["defense", "attack_label"], suffixes=("", "_o"))
+    cells_there = summarise(there)
+    m = summarise(here).merge(cells_there, on=["defense", "attack_label"], suffixes=("", "_o"))
     m["delta"] = m["mean"] - m["mean_o"]
     m["spread"] = m[["std", "std_o"]].max(axis=1)
     inside = int((m["delta"].abs() <= m["spread"]).sum())
@@ -421,17 +423,17 @@ def demo_cpus_block(root: Path) -> str:
         "columns."
     )
     old = pd.read_csv(root / DEMO / DEMO_OTHER_TABLE)
-    k = summarise(there).merge(old, on=["defense", "attack_label"], suffixes=("", "_t"))
+    k = cells_there.merge(old, on=["defense", "attack_label"], suffixes=("", "_t"))
     agree = sum(
         f"{m1:.2f}" == f"{m2:.2f}" and f"{s1:.2f}" == f"{s2:.2f}"
         for m1, m2, s1, s2 in zip(k["mean"], k["mean_t"], k["std"], k["std_t"], strict=True)
     )
-    week = (
+    earlier = (
         f"Against the table computed on {b} before (`{DEMO}/{DEMO_OTHER_TABLE}`, "
         f"means and stds to two decimals), {agree} of {len(k)} cells agree in mean and std."
     )
     return (
-        f"The second CPU: {where}. {records} {cells} {week} Source: `{DEMO}/runs.csv` against "
+        f"The second CPU: {where}. {records} {cells} {earlier} Source: `{DEMO}/runs.csv` against "
         f"`{DEMO}/{DEMO_OTHER}.csv` (records: `{DEMO}/{DEMO_OTHER}.tar.xz`; {MAX})."
     )
 

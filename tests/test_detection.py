@@ -222,3 +222,13 @@ def test_damage_verdict_is_final_with_three_seeds_and_untested_without_a_baselin
     c = heterogeneity_claim(lost).set_index("beta")
     assert math.isnan(c.loc["0.1", "drop_at_most_damaging"])
     assert c["damage_grows"].iloc[0] is None
+
+
+def test_the_claim_table_prints_strengths_as_the_default_column_does():
+    from byzstress.detection import claim_markdown
+
+    c = heterogeneity_claim(runs())
+    c.loc[0, ["iid_default_strength", "damaging_lo"]] = 0.15731  # ALIE's default z, n=20, f=4
+    row = claim_markdown(c).splitlines()[2]
+    assert "| 0.157 (" in row and "| 0.157–1 (±" in row
+    assert "0.1573" not in row

@@ -470,14 +470,20 @@ def _add_readme(sub: argparse._SubParsersAction) -> None:
         "readme",
         help="rebuild the README's generated blocks from the committed study outputs",
     )
-    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument(
+        "--readme",
+        type=Path,
+        nargs="+",
+        help="the files to rebuild (default: those of byzstress.readme.FILES under --root)",
+    )
     p.add_argument("--root", type=Path, default=Path("."), help="the repository root")
     p.add_argument("--check", action="store_true", help="exit 1 if a block is out of date")
 
     def readme(a: argparse.Namespace) -> int:
-        from .readme import readme_cmd
+        from .readme import FILES, readme_cmd
 
-        return readme_cmd(a.readme, a.root, a.check)
+        files = a.readme or [a.root / f for f in FILES]
+        return max(readme_cmd(f, a.root, a.check) for f in files)
 
     p.set_defaults(func=readme)
 

@@ -366,7 +366,8 @@ def decisive_slices(cells: dict[tuple[str, str, str], list], seeds: list[int]) -
 
 
 def _g(x: float) -> str:
-    return "–" if pd.isna(x) else f"{x:g}"
+    # three significant digits, as the IID default's column: ALIE's default z is 0.157
+    return "–" if pd.isna(x) else f"{x:.3g}"
 
 
 def reference_noise(

@@ -1,6 +1,7 @@
 """The README's numbers, built from the studies' published outputs, not typed.
 
-Every number README.md quotes about a study sits in a *generated block*::
+Every number README.md (and each file of ``FILES``) quotes about a study sits in a
+*generated block*::
 
     <!-- begin generated NAME -->
     ...
@@ -28,7 +29,10 @@ import pandas as pd
 from .reporting import METRIC_TEXT, is_baseline, read_tidy, summarise, table, table_markdown
 from .verdicts import CLAIMS, UNDECIDED, Cell, _summary, claims, compare
 
-__all__ = ["BLOCKS", "check", "render"]
+__all__ = ["BLOCKS", "FILES", "check", "render"]
+
+# the files whose generated blocks `byzstress readme` rebuilds, relative to the root
+FILES = ("README.md", "docs/figure1cpu/README.md")
 
 SENS = "docs/sensitivity"
 DEMO = "docs/demo"
@@ -700,6 +704,63 @@ def splits_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+def _config(root: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((root / "config.yaml").read_text())
+
+
+def studies_block(root: Path) -> str:
+    """Each study's size, counted from ``config.yaml`` (:func:`byzstress.sizes.study_sizes`):
+    its runs and steps, the runs folder it trains into, and the runs it shares there."""
+    from .sizes import study_sizes
+
+    lines = [
+        "| study | runs | steps per run | runs folder | runs another study of the folder "
+        "also defines (trained once) |",
+        "|---|---|---|---|---|",
+    ]
+    for s in study_sizes(_config(root)):
+        steps = ", ".join(f"{n:,}" for n in s.steps)
+        shared = ", ".join(f"{n} with `{o}`" for o, n in s.shared.items() if n) or "–"
+        lines.append(f"| `{s.name}` | {s.runs:,} | {steps} | `{s.folder}` | {shared} |")
+    lines += ["", "Counted from `config.yaml` (`byzstress runs STUDY` lists them)."]
+    return "\n".join(lines)
+
+
+def figure1cpu_slices_block(root: Path) -> str:
+    """The figure1cpu study's slices (:func:`byzstress.sizes.slice_sizes`): the runs each
+    adds, how many of them the published archive holds, and how many the sensitivity
+    study defines too (trained once, in its folder)."""
+    from .archive import read_records
+    from .sizes import slice_sizes
+
+    path = root / "docs/figure1cpu/runs.tar.xz"
+    have = {k.removesuffix(".json") for k in read_records(path)} if path.exists() else set()
+    rows = slice_sizes(_config(root), "figure1cpu", have, other="sensitivity")
+    lines = [
+        "| slice | runs it adds | trained (`runs.tar.xz`) | also a `sensitivity` run |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| `{r.name}` | {r.new} | {r.trained} | {r.shared} |" for r in rows]
+    total = [sum(getattr(r, f) for r in rows) for f in ("new", "trained", "shared")]
+    lines.append(f"| all | {total[0]} | {total[1]} | {total[2]} |")
+    again = [r for r in rows if r.new < r.runs]
+    note = ""
+    if again:
+        note = (
+            " A run an earlier slice defines too counts there: "
+            + ", ".join(f"`{r.name}` defines {r.runs}" for r in again)
+            + "."
+        )
+    lines += [
+        "",
+        f"Counted from `config.yaml` and `runs.tar.xz` (`byzstress runs figure1cpu --slice "
+        f"NAME` lists a slice's runs).{note}",
+    ]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "verdicts": verdicts_block,
     "sensitivity-table": sensitivity_table_block,
@@ -715,6 +776,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "figure1cpu-status": figure1cpu_status_block,
     "figure1cpu-claim": figure1cpu_claim_block,
     "splits": splits_block,
+    "studies": studies_block,
+    "figure1cpu-slices": figure1cpu_slices_block,
 }
 
 

@@ -241,3 +241,22 @@ def test_demo_cpus_count_a_changed_record_and_a_changed_cell(tmp_path):
         moved.loc[at, col] += 0.01
         moved.to_csv(docs / "table1-amd-epyc.csv", index=False)
         assert counts()[2] == agree - 1, col
+
+
+def test_figure1cpu_times_are_each_cpus_median_and_range_of_its_records(tmp_path):
+    import json
+
+    runs = tmp_path / "runs"
+    times = {"AMD EPYC": [100.0, 300.0, 120.0], "Intel Xeon": [50.0]}
+    for cpu, ws in times.items():
+        for i, w in enumerate(ws):
+            rec = {"wall_time_s": w, "kernels": {"cpu_model": cpu}}
+            path = runs / cpu.replace(" ", "-") / f"seed~{i}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rec))
+    # a record without a time (an old schema) is left out, not counted as 0 s
+    (runs / "old.json").write_text(json.dumps({"kernels": {"cpu_model": "AMD EPYC"}}))
+    archive.pack(runs, tmp_path / "docs/figure1cpu/runs.tar.xz")
+    lines = readme.figure1cpu_times_block(tmp_path).splitlines()
+    assert lines[2] == "| AMD EPYC | 3 | 120 | 100 – 300 |"
+    assert lines[3] == "| Intel Xeon | 1 | 50 | 50 – 50 |"

@@ -761,6 +761,33 @@ def figure1cpu_slices_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+def figure1cpu_times_block(root: Path) -> str:
+    """A run's wall time (the record's ``wall_time_s``: set-up, training and evaluation) per
+    CPU the figure1cpu records were computed on: median and range."""
+    from .archive import read_records
+
+    records = read_records(root / "docs/figure1cpu/runs.tar.xz").values()
+    by_cpu: dict[str, list[float]] = {}
+    for rec in records:
+        if rec.get("wall_time_s"):
+            by_cpu.setdefault(_record_cpu(rec), []).append(float(rec["wall_time_s"]))
+    lines = [
+        "| CPU | records | median wall time (s) | fastest – slowest (s) |",
+        "|---|---|---|---|",
+    ]
+    for cpu, w in sorted(by_cpu.items()):
+        lines.append(
+            f"| {cpu} | {len(w)} | {statistics.median(w):.0f} | {min(w):.0f} – {max(w):.0f} |"
+        )
+    lines += [
+        "",
+        "One thread per run, two runs at a time on 2 cores; a run resumed from its checkpoint "
+        "adds the time its checkpoint recorded (not the steps lost after it). Source: each "
+        "record of `runs.tar.xz` (`wall_time_s`, `kernels.cpu_model`).",
+    ]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "verdicts": verdicts_block,
     "sensitivity-table": sensitivity_table_block,
@@ -778,6 +805,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "splits": splits_block,
     "studies": studies_block,
     "figure1cpu-slices": figure1cpu_slices_block,
+    "figure1cpu-times": figure1cpu_times_block,
 }
 
 

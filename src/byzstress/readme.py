@@ -514,19 +514,30 @@ def demo_verify_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+def _config(root: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((root / "config.yaml").read_text())
+
+
+def _figure1cpu_records(root: Path) -> dict[str, dict[str, Any]]:
+    """The figure1cpu study's published records by archive name (none before its first
+    sitting)."""
+    from .archive import read_records
+
+    path = root / "docs/figure1cpu/runs.tar.xz"
+    return read_records(path) if path.exists() else {}
+
+
 def figure1cpu_status_block(root: Path) -> str:
     """How much of the figure1cpu study its published archive holds, per β, and on which
     CPUs those records were computed (a record is reproducible bit for bit only on a
     machine that computes as its own did)."""
-    import yaml
-
-    from .archive import read_records
     from .study import expand_study
 
-    config = yaml.safe_load((root / "config.yaml").read_text())
+    config = _config(root)
     runs = expand_study("figure1cpu", config["definitions"]["figure1cpu"], config)
-    path = root / "docs/figure1cpu/runs.tar.xz"
-    have = read_records(path) if path.exists() else {}
+    have = _figure1cpu_records(root)
 
     def cpu(record: dict[str, Any]) -> str:
         capability = (record.get("kernels") or {}).get("cpu_capability") or "?"
@@ -704,12 +715,6 @@ def splits_block(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _config(root: Path) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load((root / "config.yaml").read_text())
-
-
 def studies_block(root: Path) -> str:
     """Each study's size, counted from ``config.yaml`` (:func:`byzstress.sizes.study_sizes`):
     its runs and steps, the runs folder it trains into, and the runs it shares there."""
@@ -732,11 +737,9 @@ def figure1cpu_slices_block(root: Path) -> str:
     """The figure1cpu study's slices (:func:`byzstress.sizes.slice_sizes`): the runs each
     adds, how many of them the published archive holds, and how many the sensitivity
     study defines too (trained once, in its folder)."""
-    from .archive import read_records
     from .sizes import slice_sizes
 
-    path = root / "docs/figure1cpu/runs.tar.xz"
-    have = {k.removesuffix(".json") for k in read_records(path)} if path.exists() else set()
+    have = {k.removesuffix(".json") for k in _figure1cpu_records(root)}
     rows = slice_sizes(_config(root), "figure1cpu", have, other="sensitivity")
     lines = [
         "| slice | runs it adds | trained (`runs.tar.xz`) | also a `sensitivity` run |",
@@ -764,9 +767,7 @@ def figure1cpu_slices_block(root: Path) -> str:
 def figure1cpu_times_block(root: Path) -> str:
     """A run's wall time (the record's ``wall_time_s``: set-up, training and evaluation) per
     CPU the figure1cpu records were computed on: median and range."""
-    from .archive import read_records
-
-    records = read_records(root / "docs/figure1cpu/runs.tar.xz").values()
+    records = _figure1cpu_records(root).values()
     by_cpu: dict[str, list[float]] = {}
     for rec in records:
         if rec.get("wall_time_s"):

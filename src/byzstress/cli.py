@@ -201,6 +201,11 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             )
         print("\n".join(str(n) for n in names))
         return 0
+    if args.runs_dir:
+        config, study = _load_study(args.study, args.config)
+        folder = study.get("runs_of") or args.study
+        print(f"{config.get('results', 'results')}/{folder}/runs")
+        return 0
     print("\n".join(_study_run_paths(args.study, args.config, args.slice)))
     return 0
 
@@ -511,6 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--slice", help="only this slice's runs (its 'name' in config.yaml)")
     which.add_argument(
         "--slices", action="store_true", help="instead: print the study's slice names, in order"
+    )
+    which.add_argument(
+        "--runs-dir",
+        action="store_true",
+        help="instead: print the folder its runs train into (runs_of: shares another's)",
     )
     p.set_defaults(func=_cmd_runs)
     _add_reporting(sub)

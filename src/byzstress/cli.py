@@ -369,6 +369,41 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_claims(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "claims",
+        help="decide the paper's claims (claims.yaml) from the studies' published runs.csv",
+    )
+    p.add_argument("--claims", type=Path, default=Path("claims.yaml"))
+    p.add_argument("--config", type=Path, default=Path("config.yaml"))
+    p.add_argument(
+        "--runs",
+        action="append",
+        default=[],
+        metavar="STUDY=CSV",
+        help="a study's runs.csv (default: docs/STUDY/runs.csv where it exists)",
+    )
+    p.add_argument(
+        "--out-prefix",
+        type=Path,
+        default=Path("docs/claims-results"),
+        help="writes PREFIX.md and PREFIX.csv",
+    )
+
+    def run(a: argparse.Namespace) -> None:
+        from .analysis.report import claims_cmd
+
+        runs = {}
+        for item in a.runs:
+            study, sep, path = item.partition("=")
+            if not sep:
+                raise SpecError(f"--runs: expected STUDY=CSV, got {item!r}")
+            runs[study] = Path(path)
+        claims_cmd(a.claims, a.config, runs, a.out_prefix)
+
+    p.set_defaults(func=run)
+
+
 def _add_split_effect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "split-effect",
@@ -529,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_readme(sub)
     _add_detection(sub)
     _add_split_effect(sub)
+    _add_claims(sub)
     return parser
 
 

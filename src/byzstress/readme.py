@@ -32,7 +32,7 @@ from .verdicts import CLAIMS, UNDECIDED, Cell, _summary, claims, compare
 __all__ = ["BLOCKS", "FILES", "check", "render"]
 
 # the files whose generated blocks `byzstress readme` rebuilds, relative to the root
-FILES = ("README.md", "docs/figure1cpu/README.md")
+FILES = ("README.md", "docs/figure1cpu/README.md", "docs/paper.md")
 
 SENS = "docs/sensitivity"
 DEMO = "docs/demo"
@@ -789,7 +789,40 @@ def figure1cpu_times_block(root: Path) -> str:
     return "\n".join(lines)
 
 
+def paper_table1_block(root: Path) -> str:
+    """The seed paper's Table 1 as :mod:`byzstress.paper` holds it (CIFAR-10, n = 17, b = 3)."""
+    from .paper import PAPER_COLUMNS, TABLE1
+
+    betas = sorted({b for b, _, _ in TABLE1})
+    rows = list(dict.fromkeys(r for _, r, _ in TABLE1))
+    head = ["attack", *(f"{c} (β = {b:g})" for b in betas for c in PAPER_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            f"{m:.2f} ± {s:.2f}"
+            for b in betas
+            for c in PAPER_COLUMNS
+            for m, s in [TABLE1[(b, r, c)]]
+        ]
+        lines.append("| " + " | ".join([r, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def scorecard_block(root: Path) -> str:
+    """One row per claim of the paper, from ``docs/claims-results.csv`` (``byzstress
+    claims``) and the pre-specified ``claims.yaml``."""
+    from .analysis.claims import load
+    from .analysis.report import read_results
+    from .analysis.scorecard import scorecard_markdown
+
+    settings, claims = load(root / "claims.yaml")
+    results = read_results(root / "docs" / "claims-results.csv")
+    return scorecard_markdown(results, claims, settings, _config(root))
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
+    "scorecard": scorecard_block,
+    "paper-table1": paper_table1_block,
     "verdicts": verdicts_block,
     "sensitivity-table": sensitivity_table_block,
     "sensitivity-options": options_block,

@@ -1,0 +1,193 @@
+"""The claims of claims.yaml decided on hand-made records with known answers (no training),
+and the published outcomes rebuilt from the published records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from byzstress.analysis import claims as C
+from byzstress.analysis.compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED
+from byzstress.analysis.report import FLOAT_FORMAT, read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFENSES = ["RFA(buck)", "CM", "CCLIP", "trMean(NNM)"]
+
+
+def _row(beta, defense, attack, strength, seed, acc, status="ok", final=None):
+    return {
+        "beta": beta,
+        "defense": defense,
+        "attack": attack,
+        "strength": strength,
+        "seed": seed,
+        "max_acc": acc / 100,
+        "final_acc": (acc if final is None else final) / 100,
+        "status": status,
+        "knowledge": "omniscient",
+        "variant": np.nan,
+        "diag_rel_err": 0.5,
+    }
+
+
+def _c1_records(rng, seeds=5):
+    """At β = 0.1 every attack costs RFA(buck) 30 points, under IID nothing; the other
+    defenses lose 10 points at both β (no heterogeneity effect, but noisy)."""
+    rows = []
+    for beta in ("0.1", "iid"):
+        for d in DEFENSES:
+            for seed in range(seeds):
+                rows.append(_row(beta, d, "none", np.nan, seed, 85 + rng.normal(0, 0.5)))
+                for attack, strengths in (("alie", [2, 4, 8, 16]), ("ipm", [2.5, 5, 10])):
+                    for s in strengths:
+                        cost = 30 if (d == "RFA(buck)" and beta == "0.1") else 10
+                        noise = rng.normal(0, 0.5 if d == "RFA(buck)" else 6)
+                        rows.append(_row(beta, d, attack, s, seed, 85 - cost + noise))
+    return pd.DataFrame(rows)
+
+
+def _table1_records(rng, seeds=5):
+    """ALIE takes every defense to 20 %, IPM costs 5 points, Min-Max and Min-Sum 15."""
+    cost = {"none": 0, "alie": 65, "ipm": 5, "minmax": 15, "minsum": 15, "sf": 8}
+    strength = {"alie": 8, "ipm": 2.5}
+    rows = []
+    for beta in ("0.3", "0.5"):
+        for d in DEFENSES:
+            for seed in range(seeds):
+                for attack, c in cost.items():
+                    acc = 85 - c + rng.normal(0, 0.5)
+                    rows.append(_row(beta, d, attack, strength.get(attack, np.nan), seed, acc))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return C.load(ROOT / "claims.yaml")
+
+
+def test_claims_yaml_names_the_papers_four_claims(loaded):
+    settings, claims = loaded
+    assert list(claims) == ["C1", "C2", "C3", "C4"]
+    assert settings.min_seeds >= 5 and settings.alpha == 0.05
+    # the abstract as docs/paper.md quotes it, one line of words
+    text = (ROOT / "docs" / "paper.md").read_text()
+    paper = " ".join(line.lstrip("> ").strip() for line in text.splitlines())
+    for claim in claims.values():
+        # each claim quotes the paper's own words: every part between ellipses is there
+        for part in claim["quote"].split("[...]"):
+            words = " ".join(part.split()).strip(" ,.")
+            assert words in paper, words
+
+
+def test_c1_supported_where_heterogeneity_adds_damage_only(loaded):
+    settings, claims = loaded
+    out = C.evaluate(
+        {"C1": claims["C1"]}, {"figure1cpu": _c1_records(np.random.default_rng(0))}, settings
+    )
+    assert len(out) == 16
+    rfa = out[out["defense"] == "RFA(buck)"]
+    assert set(rfa["outcome"]) == {SUPPORTED}
+    # 30 points lost at β = 0.1 against 10 under IID
+    assert rfa["estimate"].between(18, 22).all()
+    # the others lose the same 10 points at both β: never supported
+    assert SUPPORTED not in set(out[out["defense"] != "RFA(buck)"]["outcome"])
+    assert set(out["seeds"]) == {"5 v 5"}
+
+
+def test_c1_pairs_seeds_and_drops_one_without_every_strength(loaded):
+    settings, claims = loaded
+    df = _c1_records(np.random.default_rng(1))
+    gone = (
+        (df["beta"] == "iid")
+        & (df["attack"] == "alie")
+        & (df["strength"] == 16)
+        & (df["seed"] == 4)
+    )
+    out = C.evaluate({"C1": claims["C1"]}, {"figure1cpu": df[~gone]}, settings)
+    mean_alie = out[out["contrast"].str.startswith("ALIE z ≥")]
+    assert set(mean_alie["seeds"]) == {"5 v 4"}
+    paper_alie = out[out["contrast"].str.startswith("ALIE z = 8")]
+    assert set(paper_alie["seeds"]) == {"5 v 5"}
+
+
+def test_c2_to_c4_on_a_known_table(loaded):
+    settings, claims = loaded
+    runs = {"table1cpu": _table1_records(np.random.default_rng(2))}
+    out = C.evaluate({k: claims[k] for k in ("C2", "C3", "C4")}, runs, settings)
+    c2 = out[out["claim"] == "C2"]
+    # ALIE's 65-point drop is severe (> 10); IPM's 5 points are significantly less
+    assert set(c2[c2["contrast"] == "ALIE z = 8"]["outcome"]) == {SUPPORTED}
+    assert set(c2[c2["contrast"] == "IPM ε = 2.5"]["outcome"]) == {CONTRADICTED}
+    c3 = out[(out["claim"] == "C3") & (out["family"] == "primary")]
+    assert len(c3) == 16 and set(c3["outcome"]) == {SUPPORTED}
+    # IPM costs less than either rival: the secondary family goes the other way
+    c3b = out[(out["claim"] == "C3") & (out["family"] == "secondary")]
+    assert len(c3b) == 16 and set(c3b["outcome"]) == {CONTRADICTED}
+    c4 = out[out["claim"] == "C4"]
+    # 20 % is below half of 85 %: every defense fails dramatically
+    assert len(c4) == 8 and set(c4["outcome"]) == {SUPPORTED}
+    assert c4["estimate"].between(20, 25).all()
+
+
+def test_collapse_is_counted_beside_the_accuracy(loaded):
+    settings, claims = loaded
+    df = _table1_records(np.random.default_rng(3))
+    alie = (df["attack"] == "alie") & (df["beta"] == "0.3") & (df["defense"] == "CM")
+    df.loc[alie, "final_acc"] = 0.10
+    df.loc[alie & (df["seed"] == 0), "status"] = "diverged"
+    out = C.evaluate({"C2": claims["C2"]}, {"table1cpu": df}, settings)
+    row = out[(out["beta"] == "0.3") & (out["defense"] == "CM") & (out["contrast"] == "ALIE z = 8")]
+    assert row["collapse_b"].item().startswith("5/5")
+    assert row["collapse_a"].item().startswith("0/5")
+    assert row["collapse_p"].item() < 0.01
+
+
+def test_too_few_seeds_are_inconclusive_and_say_so(loaded):
+    settings, claims = loaded
+    df = _table1_records(np.random.default_rng(4), seeds=1)
+    out = C.evaluate({"C4": claims["C4"]}, {"table1cpu": df}, settings)
+    assert set(out["outcome"]) == {INCONCLUSIVE}
+    assert set(out["seeds"]) == {"1 v 1"}
+
+
+def test_split_cells_follow_the_stated_rule(loaded):
+    settings, _ = loaded
+    rows = []
+    for seed in range(7):
+        rows.append(_row("0.1", "CM", "ipm", 5, seed, 60 + seed))  # tight
+        # some seeds collapse, others do not
+        rows.append(_row("0.1", "CM", "ipm", 10, seed, 60, final=10 if seed < 2 else 60))
+        rows.append(_row("0.1", "CM", "alie", 8, seed, 40 + 6 * seed))  # 24-point span
+        # a wide spread only among seeds 5 and 6: the rule reads the first five only
+        rows.append(_row("0.1", "CM", "alie", 4, seed, 60 if seed < 5 else 20))
+    rows.append(_row("0.1", "RFA(buck)", "alie", 8, 0, 10))  # one seed: not judged
+    split = C.split_cells(pd.DataFrame(rows), settings)
+    got = {(r.attack, r.strength, r.mixed) for r in split.itertuples()}
+    assert got == {("ipm", 10, True), ("alie", 8, False)}
+
+
+def test_a_bad_estimand_is_a_clear_error(tmp_path):
+    raw = yaml.safe_load((ROOT / "claims.yaml").read_text())
+    raw["claims"]["C1"]["estimand"] = "biggest"
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(C.ClaimsError, match="claims.C1.estimand: 'biggest'.*heterogeneity_effect"):
+        C.load(path)
+
+
+def test_the_published_outcomes_rebuild_from_the_published_records(loaded):
+    """docs/claims-results.csv is what the rule gives on the committed runs.csv files."""
+    settings, claims = loaded
+    runs = {}
+    for study in {c["study"] for c in claims.values()}:
+        path = ROOT / "docs" / study / "runs.csv"
+        if path.exists():
+            runs[study] = C.read_runs(path)
+    fresh = C.evaluate(claims, runs, settings).to_csv(index=False, float_format=FLOAT_FORMAT)
+    assert fresh == (ROOT / "docs" / "claims-results.csv").read_text()
+    published = read_results(ROOT / "docs" / "claims-results.csv")
+    assert set(published["claim"]) <= set(claims)

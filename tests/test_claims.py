@@ -175,7 +175,9 @@ def test_a_bad_estimand_is_a_clear_error(tmp_path):
     raw["claims"]["C1"]["estimand"] = "biggest"
     path = tmp_path / "claims.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(C.ClaimsError, match="claims.C1.estimand: 'biggest'.*heterogeneity_effect"):
+    with pytest.raises(
+        C.ClaimsError, match=r"claims\.C1\.estimand: 'biggest'.*heterogeneity_effect"
+    ):
         C.load(path)
 
 

@@ -428,15 +428,21 @@ def test_env_files_pin_what_pyproject_pins():
 
 
 @pytest.mark.slow
-def test_a_user_registered_defense_runs_through_the_workflow(tmp_path, fmnist_root):
+def test_the_example_attack_and_defense_run_through_the_workflow(tmp_path, fmnist_root):
+    """examples/my_attack.py and examples/my_defense.py, as the README tells a user to add
+    them: named in plugins:, used by name in a study."""
     cfg = copy.deepcopy(TINY)
     cfg["data_root"] = str(fmnist_root)
-    cfg["plugins"] = [str(ROOT / "examples" / "my_defense.py")]
+    cfg["plugins"] = [str(ROOT / "examples" / f) for f in ("my_defense.py", "my_attack.py")]
     study = cfg["definitions"]["tiny"]
     study.update(
         seeds=[0],
         defenses=["normfilter", "CM"],
-        attacks=[{"name": "none"}, {"name": "ipm", "strengths": [2.5]}],
+        attacks=[
+            {"name": "none"},
+            {"name": "ipm", "strengths": [2.5]},
+            {"name": "directed", "strengths": [4]},
+        ],
     )
     study["train"]["steps"] = 3
     study["report"] = {"table": True, "figure": False}
@@ -444,10 +450,15 @@ def test_a_user_registered_defense_runs_through_the_workflow(tmp_path, fmnist_ro
     r = smk(tmp_path, "--cores", "2")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = tmp_path / "results" / "tiny"
-    assert len(list((out / "runs" / "beta~0.5").glob("*/normfilter/seed~0.json"))) == 2
+    assert len(list((out / "runs" / "beta~0.5").glob("*/normfilter/seed~0.json"))) == 3
+    assert len(list((out / "runs" / "beta~0.5").glob("directed~4/*/seed~0.json"))) == 2
     lb = pd.read_csv(out / "leaderboard.csv")
     assert set(lb["defense"]) == {"normfilter", "CM"}
-    assert lb.loc[lb["defense"] == "normfilter", "worst_attack"].item() == "IPM (ε=2.5)"
+    # the worst case is taken over the attacks, the user's among them, never the baseline
+    labels = set(pd.read_csv(out / "runs.csv")["attack_label"]) - {"No attack"}
+    assert set(lb["worst_attack"]) <= labels
+    table = pd.read_csv(out / "runs.csv")
+    assert set(table["attack"]) == {"none", "ipm", "directed"}
 
 
 @pytest.mark.slow

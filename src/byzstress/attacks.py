@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .defenses import Defense
 from .grammar import check_param, parse
+from .plugins import load_plugins
 
 __all__ = [
     "ATTACKS",
@@ -537,6 +538,8 @@ def build(name: str, **params: Any) -> Attack:
     spec = parse(name)
     if spec.children:
         raise ValueError(f"attack spec {name!r} cannot take arguments in ()")
+    if spec.name not in ATTACKS:
+        load_plugins()  # an installed package's entry point may register it
     if spec.name not in ATTACKS:
         raise ValueError(f"unknown attack {spec.name!r}; valid: {', '.join(sorted(ATTACKS))}")
     return ATTACKS[spec.name](**{**spec.params, **params})

@@ -16,25 +16,22 @@ mapped to ``±BIG`` (NaN to ``+BIG``) before anything else, so that distances st
 float32 for d up to ~10^7; every rule then sees them as extreme outliers and never raises.
 
 New rules register with :func:`register_rule` / :func:`register_pre` (see the README's
-"evaluate your own defense"); third-party packages may also expose them through the
-``byzstress.defenses`` entry-point group, and :func:`load_plugins` imports modules by path.
+"adding your own attack or defense"); :mod:`byzstress.plugins` imports user modules and
+installed packages' entry points (groups ``byzstress.defenses`` and ``byzstress.attacks``).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import itertools
 import math
-from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .grammar import Spec, check_param, parse
+from .plugins import load_plugins
 
 BIG = 1e15
 # Relative tolerance under which two selection scores count as tied (float32 rounding of
@@ -767,33 +764,6 @@ class Defense:
 
     def __repr__(self) -> str:
         return f"Defense({self.spec!r})"
-
-
-_entry_points_loaded = False
-_files_loaded: set[str] = set()
-
-
-def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
-    """Import user modules (``"pkg.mod"`` or ``"path/to/file.py"``) that register rules or
-    attacks, each once per process, and, once, every ``byzstress.defenses`` entry point."""
-    global _entry_points_loaded
-    for mod in modules:
-        if not mod.endswith(".py"):
-            importlib.import_module(mod)  # cached by Python itself
-            continue
-        path = Path(mod).resolve()
-        if str(path) in _files_loaded:
-            continue
-        if not path.is_file():
-            raise ValueError(f"plugins: file {mod!r} does not exist")
-        spec = importlib.util.spec_from_file_location(f"byzstress_plugin_{path.stem}", path)
-        assert spec is not None and spec.loader is not None
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        _files_loaded.add(str(path))
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for ep in entry_points(group="byzstress.defenses"):
-            ep.load()
 
 
 def _lookup(table: dict[str, type], name: str, kind: str) -> type:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from byzstress import archive, readme
@@ -31,10 +32,11 @@ def test_the_readme_command_checks_every_file_and_names_the_stale_one(tmp_path, 
 
     from byzstress.cli import main
 
-    for f in ("config.yaml", *readme.FILES):
+    # the files and every output their blocks read (the claims' results need claims.yaml)
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    for f in ("config.yaml", "claims.yaml", *readme.FILES):
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / f, tmp_path / f)
-    shutil.copy(ROOT / "docs/figure1cpu/runs.tar.xz", tmp_path / "docs/figure1cpu/runs.tar.xz")
     doc = tmp_path / "docs/figure1cpu/README.md"
     doc.write_text(doc.read_text().replace("| all | ", "| all | 1"))
     (tmp_path / "README.md").write_text("no blocks\n")
@@ -58,8 +60,9 @@ def test_an_edited_number_is_caught_with_its_block_named():
 
 
 def test_an_unknown_block_is_an_error():
-    with pytest.raises(ValueError, match="unknown generated block 'nope'; valid: verdicts"):
+    with pytest.raises(ValueError, match="unknown generated block 'nope'; valid: ") as err:
         readme.render("<!-- begin generated nope -->\nx\n<!-- end generated nope -->\n", ROOT)
+    assert str(err.value).endswith("valid: " + ", ".join(readme.BLOCKS))
 
 
 @pytest.mark.parametrize(
@@ -89,22 +92,136 @@ def test_a_published_csv_is_what_its_published_records_give(
         assert published[col].tolist() == pytest.approx(rebuilt[col].tolist(), nan_ok=True), col
 
 
-def test_claim_1_is_decided_only_on_complete_strength_grids():
-    import pandas as pd
+def test_figure1cpu_claim_renders_claim_1_from_the_claims_results(tmp_path):
+    """readme.figure1cpu_claim_block on a hand-made docs/claims-results.csv: one row per
+    C1 comparison (defense, contrast, seeds, estimate [CI], Holm p, outcome, collapses),
+    the outcomes counted; other claims' rows and C1's secondary family left out."""
+    import shutil
 
-    from byzstress.detection import complete_betas
+    from byzstress.analysis.claims import COLUMNS
 
+    shutil.copy(ROOT / "claims.yaml", tmp_path / "claims.yaml")
+    (tmp_path / "docs").mkdir()
+    row = dict.fromkeys(COLUMNS, "")
     rows = [
-        {"beta": b, "defense": d, "attack_name": a, "strength_value": z, "x": 0}
-        for b in ("iid", "0.5", "0.1")
-        for d in ("A", "B")
-        for a in ("ALIE", "IPM")
-        for z in (0.1, 1.0, 8.0)
-        if not (b == "0.5" and d == "B" and z == 8.0)  # 0.5: one panel short
-    ] + [{"beta": "0.3", "defense": "A", "attack_name": "ALIE", "strength_value": 1.0, "x": 0}]
-    kept, left_out = complete_betas(pd.DataFrame(rows))
-    assert sorted(set(kept["beta"])) == ["0.1", "iid"]
-    assert left_out == ["0.3", "0.5"]
+        {
+            **row,
+            "claim": "C1",
+            "family": "primary",
+            "beta": "0.1 v iid",
+            "defense": "CM",
+            "contrast": "ALIE z = 8 (the paper's)",
+            "seeds": "5 v 5",
+            "estimate": 12.34,
+            "ci_low": 3.21,
+            "ci_high": 21.47,
+            "p_for_adj": 0.0123,
+            "outcome": "supported",
+            "collapse_a": "2/5 [5, 85] %",
+            "collapse_b": "0/5 [0, 52] %",
+        },
+        {
+            **row,
+            "claim": "C1",
+            "family": "primary",
+            "beta": "0.1 v iid",
+            "defense": "CCLIP",
+            "contrast": "IPM ε = 2.5 (the paper's)",
+            "seeds": "5 v 1",
+            "estimate": -2.0,
+            "ci_low": float("nan"),
+            "ci_high": float("nan"),
+            "p_for_adj": 1.0,
+            "outcome": "inconclusive",
+        },
+        {**row, "claim": "C1", "family": "secondary", "defense": "X", "outcome": "supported"},
+        {**row, "claim": "C2", "family": "primary", "defense": "Y", "outcome": "supported"},
+    ]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "docs/claims-results.csv", index=False)
+    text = readme.figure1cpu_claim_block(tmp_path)
+    lines = text.splitlines()
+    assert lines[2] == (
+        "| CM | ALIE z = 8 (the paper's) | 5 v 5 | 12.3 [3.2, 21.5] | 0.012 | supported "
+        "| 2/5 [5, 85] % | 0/5 [0, 52] % |"
+    )
+    assert lines[3].startswith("| CCLIP | IPM ε = 2.5 (the paper's) | 5 v 1 | -2.0 [–, –] |")
+    assert "| X |" not in text and "| Y |" not in text
+    assert "1 supported, 1 inconclusive of 2 comparisons" in text
+    assert "Welch" in text and "Holm" in text and "docs/claims-results.csv" in text
+    # no C1 row yet: said so, not an empty table
+    pd.DataFrame(rows[3:], columns=COLUMNS).to_csv(
+        tmp_path / "docs/claims-results.csv", index=False
+    )
+    assert readme.figure1cpu_claim_block(tmp_path).startswith("Untested")
+
+
+def _demo_runs(cells: dict[tuple[str, str], tuple[float, ...]]) -> pd.DataFrame:
+    rows = []
+    for (defense, label), accs in cells.items():
+        attack = "none" if label == "No attack" else label.split()[0].lower()
+        for seed, acc in enumerate(accs):
+            rows.append(
+                {
+                    "dataset": "fmnist",
+                    "beta": "0.1",
+                    "defense": defense,
+                    "variant": "",
+                    "attack": attack,
+                    "strength": "",
+                    "knowledge": "omniscient",
+                    "attack_label": label,
+                    "strength_value": float("nan"),
+                    "seed": seed,
+                    "status": "ok",
+                    "max_acc": acc / 100,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_demo_findings_test_the_strongest_attack_against_the_runner_up(tmp_path):
+    """readme.demo_findings_block on hand-made cells: a strongest attack 20 points below the
+    runner-up is supported; one tied with it is inconclusive; Holm across the defenses."""
+    from byzstress.analysis.compare import decide, welch
+
+    cells = {
+        ("A", "No attack"): (80.0, 81.0, 82.0),
+        ("A", "ALIE (z=8)"): (40.0, 41.0, 42.0),
+        ("A", "IPM (ε=2.5)"): (60.0, 61.0, 62.0),
+        ("B", "No attack"): (80.0, 81.0, 82.0),
+        ("B", "ALIE (z=8)"): (50.0, 55.0, 60.0),
+        ("B", "IPM (ε=2.5)"): (51.0, 56.0, 61.0),
+    }
+    (tmp_path / "docs/demo").mkdir(parents=True)
+    _demo_runs(cells).to_csv(tmp_path / "docs/demo/runs.csv", index=False)
+    lines = readme.demo_findings_block(tmp_path).splitlines()
+    a, b = decide(
+        [
+            welch(cells[("A", "IPM (ε=2.5)")], cells[("A", "ALIE (z=8)")]),
+            welch(cells[("B", "IPM (ε=2.5)")], cells[("B", "ALIE (z=8)")]),
+        ]
+    )
+    assert a.outcome == "supported" and b.outcome == "inconclusive"
+    assert lines[0].startswith("- **A**: no attack 81.0 %; drop per attack")
+    assert lines[0].endswith(
+        f"Strongest: ALIE (z=8) (41.0 %); below the runner-up IPM (ε=2.5) by +20.0 "
+        f"[{a.ci_low:+.1f}, {a.ci_high:+.1f}]: supported."
+    )
+    assert lines[1].endswith(": inconclusive.") and "by +1.0 [" in lines[1]
+    assert "Welch" in lines[-1] and "Holm" in lines[-1]
+
+
+def test_the_sensitivity_blocks_state_the_rule_and_use_no_margin():
+    """The blocks on the published sensitivity runs: the new outcomes, Welch and Holm named,
+    no trace of the retired margin rule."""
+    for name in ("verdicts", "sensitivity-comparisons", "sensitivity-options", "splits"):
+        text = readme.BLOCKS[name](ROOT)
+        assert "Welch" in text, name
+        for retired in ("margin", "undecided", "holds", "provisional", "max(1"):
+            assert retired not in text, (name, retired)
+    text = readme.BLOCKS["verdicts"](ROOT)
+    assert "| supported / contradicted / inconclusive |" in text and "Holm" in text
+    assert "IPM (ε=2.5) is the runner-up" not in text
 
 
 def test_shared_cells_count_a_changed_record_and_name_the_largest_difference(tmp_path):

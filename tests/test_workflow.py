@@ -116,7 +116,7 @@ def test_end_to_end_tables_and_figures(tiny_study):
     assert "IPM (ε=2.5)" in " ".join(strength["evidence"])
     assert claims.loc[claims["claim"] == "strength_alie", "verdict"].isna().all()
     md = (out / "sensitivity-claims.md").read_text()
-    assert "Claim | Setting | holds / fails / undecided" in md
+    assert "Claim | Setting | supported / contradicted / inconclusive" in md
     diag = pd.read_csv(out / "sensitivity-diagnostics.csv")
     assert len(diag) == 4 * 2 and diag["diag_rel_err"].notna().all()
     for name in ("sensitivity-diagnostics.png", "sensitivity-baseline.png"):
@@ -129,8 +129,7 @@ def test_end_to_end_tables_and_figures(tiny_study):
         ]
         assert row["kept"] == pytest.approx(sel["diag_rule_byz_share"].mean() * 7)
         assert bool(row["detected"]) == (row["kept"] < 0.5)
-    claim = pd.read_csv(out / "detection-claim.csv")
-    assert set(claim["attack"]) == {"ALIE", "IPM"} and set(claim["beta"].astype(str)) == {"0.5"}
+    assert not (out / "detection-claim.csv").exists()  # claim 1 is `byzstress claims`
     assert (out / "detection.png").stat().st_size > 5000
     cal = pd.read_csv(out / "calibration.csv")
     assert len(cal) == 2 * 2  # defenses x (ALIE, IPM)
@@ -462,10 +461,9 @@ def test_the_example_attack_and_defense_run_through_the_workflow(tmp_path, fmnis
 
 
 @pytest.mark.slow
-def test_a_split_axis_gets_its_conclusions_per_split(tiny_study, tmp_path, fmnist_root):
-    """report: {split_effect: true, noise_from: ...}: the rule runs with the reference's seed
-    noise, and its tables cover every split of the axis."""
-    wd, _ = tiny_study
+def test_a_split_axis_gets_its_conclusions_per_split(tmp_path, fmnist_root):
+    """report: {split_effect: true}: the rule runs, and its tables cover every split of the
+    axis; with one seed per cell every difference is shown and none is tested."""
     cfg = copy.deepcopy(TINY)
     cfg["data_root"] = str(fmnist_root)
     study = cfg["definitions"]["tiny"]
@@ -480,18 +478,7 @@ def test_a_split_axis_gets_its_conclusions_per_split(tiny_study, tmp_path, fmnis
         ],
         axes={"split": ["dirichlet", "shards[k=2]"]},
     )
-    # the reference: the tiny study's runs (2 seeds, the same training), its CM ALIE cell
-    # given a known spread over the seeds
-    ref = pd.read_csv(wd / "results/tiny/runs.csv")
-    cell = (ref["defense"] == "CM") & (ref["attack_label"] == "ALIE (z=8)")
-    ref.loc[cell, "max_acc"] = [0.40, 0.50]
-    ref.to_csv(tmp_path / "ref.csv", index=False)
-    study["report"] = {
-        "table": False,
-        "figure": False,
-        "split_effect": True,
-        "noise_from": "ref.csv",
-    }
+    study["report"] = {"table": False, "figure": False, "split_effect": True}
     write_config(tmp_path, cfg)
     r = smk(tmp_path, "--cores", "2")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -499,9 +486,12 @@ def test_a_split_axis_gets_its_conclusions_per_split(tiny_study, tmp_path, fmnis
     acc = pd.read_csv(out / "split-effect-accuracy.csv")
     assert set(acc["split"]) == {"dirichlet", "shards[k=2]"}
     assert len(acc) == 2 * 3  # splits x (none, ALIE 8, IPM 2.5)
-    # the shards row's margin is 2 x the reference's std of the same cell, 2 x 7.07 points
-    row = acc[(acc["split"] == "shards[k=2]") & (acc["attack_label"] == "ALIE (z=8)")].iloc[0]
-    assert row["margin"] == pytest.approx(2 * 100 * 0.1 / 2**0.5)
+    # the shards rows: the difference from dirichlet's, untested with one seed a side
+    shards = acc[acc["split"] == "shards[k=2]"].set_index("attack_label")
+    base = acc[acc["split"] == "dirichlet"].set_index("attack_label")
+    expected = (shards["mean"] - base["mean"]).reindex(shards.index)
+    assert shards["diff"].tolist() == pytest.approx(expected.tolist())
+    assert shards["ci_low"].isna().all() and (shards["outcome"] == "inconclusive").all()
     claims = pd.read_csv(out / "split-effect-claims.csv")
     assert {"split:dirichlet", "split:shards[k=2]", "change"} <= set(claims.columns)
-    assert "ref.csv" in (out / "split-effect.md").read_text()
+    assert "Welch" in (out / "split-effect.md").read_text()

@@ -40,6 +40,5 @@ if [ "${#have[@]}" -gt 0 ]; then
   $cli table "$docs/runs.csv" --out-prefix "$docs/table1" --metric max_acc
   $cli figure "$docs/runs.csv" --out-prefix "$docs/figure1" --metric max_acc
   $cli calibration "$docs/runs.csv" --out-prefix "$docs/calibration" --metric max_acc
-  $cli detection "$docs/runs.csv" --out-prefix "$docs/detection" --metric max_acc \
-    --noise-from docs/sensitivity/runs.csv
+  $cli detection "$docs/runs.csv" --out-prefix "$docs/detection" --metric max_acc
 fi

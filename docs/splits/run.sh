@@ -22,5 +22,4 @@ mapfile -t have < <(for f in "${todo[@]}"; do [ -f "$f" ] && echo "$f"; done)
 echo "splits: ${#have[@]} of ${#todo[@]} runs trained"
 $cli collect "${have[@]}" --out "$docs/runs.csv"
 $cli table "$docs/runs.csv" --out-prefix "$docs/table1" --metric max_acc
-$cli split-effect "$docs/runs.csv" --out-prefix "$docs/split-effect" --metric max_acc \
-  --noise-from docs/sensitivity/runs.csv
+$cli split-effect "$docs/runs.csv" --out-prefix "$docs/split-effect" --metric max_acc

@@ -1,7 +1,7 @@
 """Byzantine attacks: what the ``f`` Byzantine clients send each step.
 
-Conventions (shared/DESIGN.md): ``μ`` and ``σ`` are the coordinate-wise mean and standard
-deviation (``ddof = 1``) of the vectors the attacker *knows*:
+Conventions (docs/methods.md, docs/threat-model.md): ``μ`` and ``σ`` are the
+coordinate-wise mean and standard deviation (``ddof = 1``) of the vectors the attacker *knows*:
 
 * ``omniscient`` knowledge — the honest clients' momentum vectors (what every reference code
   base does);
@@ -252,7 +252,9 @@ BASELINES = ("all", "honest")
 
 @register_attack
 class NoAttack(Attack):
-    """No attack. What the baseline is, is a choice (``senders``):
+    """No attack: the baseline, whose senders are a choice (``senders``).
+
+    The choices:
 
     * ``all`` (default) — ``n`` honest senders: the ``f`` "Byzantine" clients behave
       honestly and send their own momentum, computed on their own Dirichlet shares; the
@@ -443,7 +445,8 @@ class _Shejwalkar(Attack):
 
 @register_attack
 class MinMax(_Shejwalkar):
-    """Min-Max: ``max_i ||m − g_i|| ≤ max_{i,j} ||g_i − g_j||``."""
+    """Min-Max (Shejwalkar & Houmansadr, NDSS 2021): the largest step ``m = μ + γ · p``
+    with ``max_i ||m − g_i|| ≤ max_{i,j} ||g_i − g_j||``."""
 
     names = ("minmax",)
 
@@ -459,7 +462,10 @@ MINSUM_BOUNDS = ("max", "min")
 
 @register_attack
 class MinSum(_Shejwalkar):
-    """Min-Sum: ``Σ_i ||m − g_i||² ≤ B`` with ``B`` chosen by ``bound``:
+    """Min-Sum (Shejwalkar & Houmansadr, NDSS 2021): the largest step ``m = μ + γ · p``
+    with ``Σ_i ||m − g_i||² ≤ B``.
+
+    ``B`` is chosen by ``bound``:
 
     * ``max`` (default) — ``B = max_i Σ_j ||g_i − g_j||²``, the NDSS'21 paper's equation
       (Shejwalkar & Houmansadr, Sec. 4, Min-Sum);

@@ -303,68 +303,24 @@ def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_noise_from(p: argparse.ArgumentParser) -> None:
-    """``--noise-from``: the reference study of :func:`byzstress.verdicts.seed_noise`."""
-    p.add_argument(
-        "--noise-from",
-        type=Path,
-        help="a runs.csv whose multi-seed cells, trained as these runs are, give the seed "
-        "noise of one-seed cells",
-    )
-
-
 def _add_detection(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "detection",
-        help="is an attack detected? per strength, and Figure 1's claim per defense",
+        help="is an attack detected? the Byzantine share each defense keeps, per strength",
     )
     p.add_argument("csv", type=Path, help="the study's runs.csv (byzstress collect)")
     p.add_argument(
         "--out-prefix",
         type=Path,
-        help="writes PREFIX.{csv,md,png,pdf} and PREFIX-claim.{csv,md}",
+        required=True,
+        help="writes PREFIX.{csv,md,png,pdf}",
     )
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
-    _add_noise_from(p)
-    p.add_argument(
-        "--decisive-seeds",
-        help="instead: print config.yaml slices giving these seeds (e.g. 1,2) to each "
-        "β × defense × attack's most damaging strength and its neighbours, and to the "
-        "cells the compared β's verdicts turn on (detection.decisive_cells)",
-    )
-    p.add_argument(
-        "--study",
-        help="with --decisive-seeds: print only what this study of --config lacks, under "
-        "names it does not use yet (to append to its slices:)",
-    )
-    p.add_argument("--config", type=Path, default=Path("config.yaml"))
 
     def run(a: argparse.Namespace) -> None:
-        from . import detection
+        from .detection import detection_cmd
 
-        if a.decisive_seeds:
-            seeds = [int(s) for s in a.decisive_seeds.split(",") if s.strip()]
-            df = detection.read_tidy(a.csv)
-            ref = (
-                detection.reference_noise(detection.read_tidy(a.noise_from), df, a.metric)
-                if a.noise_from
-                else None
-            )
-            cells = detection.decisive_cells(df, a.metric, ref)
-            slices = detection.decisive_slices(cells, seeds)
-            if a.study:
-                from .study import StudyError, new_slices
-
-                config, study = _load_study(a.study, a.config)
-                try:
-                    slices = new_slices(a.study, study, config, slices)
-                except StudyError as err:
-                    raise SpecError(str(err)) from err
-            print(yaml.safe_dump({"slices": slices}, sort_keys=False, allow_unicode=True))
-            return
-        if a.out_prefix is None:
-            raise ValueError("--out-prefix: required (unless --decisive-seeds)")
-        detection.detection_cmd(a.csv, a.out_prefix, a.metric, a.noise_from)
+        detection_cmd(a.csv, a.out_prefix, a.metric)
 
     p.set_defaults(func=run)
 
@@ -416,13 +372,12 @@ def _add_split_effect(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="writes PREFIX.md, PREFIX-{claims,accuracy}.csv",
     )
-    _add_noise_from(p)
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
 
     def run(a: argparse.Namespace) -> None:
         from .split_effect import split_effect_cmd
 
-        split_effect_cmd(a.csv, a.out_prefix, a.noise_from, a.metric)
+        split_effect_cmd(a.csv, a.out_prefix, a.metric)
 
     p.set_defaults(func=run)
 

@@ -1,4 +1,4 @@
-"""Models of the lineage (shared/DESIGN.md), written so that ``torch.func.vmap`` can batch
+"""Models of the lineage (docs/simulator.md), written so that ``torch.func.vmap`` can batch
 them over clients: no BatchNorm (its running statistics are per-client state), GroupNorm
 in the ResNet instead."""
 

@@ -1,5 +1,6 @@
 """The seed paper's Table 1 (CIFAR-10, n = 17, b = 3, T = 8000; top-1 test accuracy in %,
-mean ± std over 3 runs), transcribed from shared/seed-paper.txt for side-by-side tables.
+mean ± std over 3 runs), transcribed from the paper (docs/paper.md quotes it) for
+side-by-side tables.
 
 The "CMLS" column (most likely coordinate-wise median with linear scalarization, Errami &
 Bergou, arXiv:2210.08287) cannot be reproduced: its weighting formula is not available to

@@ -2,38 +2,44 @@
 
 A study with a ``split`` axis (``docs/heterogeneity.md``) trains the same cells under
 several splits of about the same measured label skew. Its conclusions are the seed
-paper's claims per defense (:mod:`byzstress.verdicts`): a claim's conclusion *changes with
-the split* when it holds under one split and fails under another; it is *the same* when
-every split decides it the same way; otherwise the splits leave it *undecided* (within
-seed noise).
+paper's claims per defense (:mod:`byzstress.verdicts`: Welch tests, an intersection-union
+test per column, Holm across the claim's columns, which here are every split's). A claim's
+conclusion *changes with the split* when it is supported under one split and contradicted
+under another; it is *the same* when every split reaches the same supported or contradicted
+verdict; otherwise the splits leave it *inconclusive*.
 
-Such a slice has one seed per cell, so its comparisons are differences of means. Their
-margin is ``max(1 point, 2 s)``, with ``s`` a std over seeds of the same cell measured in a
-reference study of the default split (:func:`byzstress.verdicts.seed_noise`; e.g. the
-sensitivity study's two-seed Dirichlet cells). The accuracy of each cell under each split
-is compared with the default split's in the same way.
+The accuracy of each cell under each split is compared with the default split's by the same
+primitive (:func:`byzstress.analysis.compare.welch`): the difference of means with its 95 %
+Welch interval, a two-sided p-value (twice the smaller one-sided p) and the equivalence
+test of |difference| < 3 points (two one-sided tests), each family Holm-adjusted across the
+study's cells. A cell *moved* (``higher`` or ``lower``) where its adjusted two-sided p is
+below α = 0.05; it shows *no effect* where its adjusted equivalence p is; otherwise it is
+*inconclusive*. A cell with fewer than two seeds under a split has no test: with one seed
+per cell, a study shows its differences but cannot decide them.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from .analysis.compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, holm, welch
 from .reporting import DEFAULTS, METRIC_TEXT, _write_csv, _write_text, read_tidy
-from .verdicts import CLAIMS, UNDECIDED, Cell, claims, compare, seed_noise, verdict_text
+from .verdicts import ALPHA, CLAIMS, RULE_TEXT, claims, verdict_text
 
 __all__ = [
     "accuracy_table",
     "claim_table",
     "heterogeneity",
-    "reference_noise",
     "split_effect_cmd",
     "split_of",
     "summary_line",
 ]
 
 SAME, CHANGES, UNTESTED = "same", "changes", "untested"
+HIGHER, LOWER = "higher", "lower"
 
 
 def split_of(variant: str) -> str:
@@ -53,16 +59,16 @@ def _splits(df: pd.DataFrame) -> list[str]:
 
 
 def _change(verdicts: list[str | None]) -> str:
-    """``changes``, ``same`` or undecided; ``untested`` when fewer than two splits test
-    the claim."""
+    """``changes``, ``same`` or ``inconclusive``; ``untested`` when fewer than two splits
+    test the claim."""
     tested = [v for v in verdicts if v is not None]
     if len(tested) < 2:
         return UNTESTED
-    if "holds" in tested and "fails" in tested:
+    if SUPPORTED in tested and CONTRADICTED in tested:
         return CHANGES
-    if all(v == tested[0] for v in tested) and tested[0] != UNDECIDED:
+    if all(v == tested[0] for v in tested) and tested[0] != INCONCLUSIVE:
         return SAME
-    return UNDECIDED
+    return INCONCLUSIVE
 
 
 def _rest(variant: str) -> str:
@@ -81,19 +87,15 @@ def _check(df: pd.DataFrame) -> None:
         )
 
 
-def claim_table(
-    df: pd.DataFrame, noise: dict | None = None, metric: str = "max_acc"
-) -> pd.DataFrame:
+def claim_table(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     """One row per (claim, β, knowledge, defense): the verdict under each split (columns
     ``split:<name>``) and whether it ``changes`` with the split, is the ``same`` or is
-    undecided."""
+    ``inconclusive``."""
     splits = _splits(df)
     empty = pd.DataFrame(
         columns=["claim", "setting", "defense", *(f"split:{s}" for s in splits), "change"]
     )
-    c = claims(df, metric, noise=noise)
-    if c.empty or "verdict" not in c:
-        return empty
+    c = claims(df, metric)
     c = c[c["verdict"].notna()].copy()
     if c.empty:
         return empty
@@ -101,13 +103,9 @@ def claim_table(
     parts = c["setting"].str.split(", ")
     c["split"] = [split_of(", ".join(ps)) for ps in parts]
     c["base"] = [", ".join(p for p in ps if not p.startswith("split=")) for ps in parts]
-    c["text"] = [
-        verdict_text(v, bool(p)) for v, p in zip(c["verdict"], c["provisional"], strict=True)
-    ]
     rows: dict[tuple, dict] = {}
     for (claim, base, defense), g in c.groupby(["claim", "base", "defense"], sort=False):
         by = dict(zip(g["split"], g["verdict"], strict=True))
-        text = dict(zip(g["split"], g["text"], strict=True))
         evidence = dict(zip(g["split"], g["evidence"], strict=True))
         # two claims that rest on the same comparisons under every split are one finding
         # (with only ALIE and IPM, "far below the others" and "strongest" are one test)
@@ -116,10 +114,10 @@ def claim_table(
             rows[key]["claim"] += f"+{claim}"
             continue
         row = {"claim": claim, "setting": base, "defense": defense}
-        row |= {f"split:{s}": text.get(s, UNTESTED) for s in splits}
+        row |= {f"split:{s}": verdict_text(by.get(s)) for s in splits}
         row["change"] = _change([by.get(s) for s in splits])
         rows[key] = row
-    return pd.DataFrame(list(rows.values()))
+    return pd.DataFrame(list(rows.values()), columns=empty.columns)
 
 
 def claim_text(claim: str) -> str:
@@ -127,13 +125,20 @@ def claim_text(claim: str) -> str:
     return " = ".join(CLAIMS[c] for c in claim.split("+"))
 
 
-def accuracy_table(
-    df: pd.DataFrame, noise: dict | None = None, metric: str = "max_acc"
-) -> pd.DataFrame:
-    """Per (β, knowledge, defense, attack) and split: mean accuracy (%) over seeds and its
-    difference from the default split's, with the margin and outcome of
-    :func:`byzstress.verdicts.compare` (``lower``, ``higher``, ``undecided``)."""
-    noise = noise or {}
+def _moved(p_two: float, p_eq: float, estimate: float, alpha: float) -> str:
+    if p_two < alpha:
+        return HIGHER if estimate > 0 else LOWER
+    if p_eq < alpha:
+        return NO_EFFECT
+    return INCONCLUSIVE
+
+
+def accuracy_table(df: pd.DataFrame, metric: str = "max_acc", alpha: float = ALPHA) -> pd.DataFrame:
+    """Per (β, knowledge, defense, attack) and split: mean accuracy (%) over seeds and, for
+    every split but the default, its difference from the default split's with the 95 %
+    Welch interval, the Holm-adjusted two-sided and equivalence p-values and the
+    ``outcome`` (``higher``, ``lower``, ``no effect``, ``inconclusive``; the module's
+    docstring)."""
     d = df.assign(split=df["split"].astype(str))
     splits = _splits(df)
     default = splits[0]
@@ -141,31 +146,47 @@ def accuracy_table(
     d["setting"] = [_rest(v) for v in d["variant"]]
     keys = ["beta", "setting", "knowledge", "defense", "attack_label"]
     for key, g in d.groupby(keys, sort=False):
-        cells = {
-            s: Cell(
-                s, {int(k): float(v) * 100 for k, v in zip(gs["seed"], gs[metric], strict=True)}
-            )
+        values = {
+            s: (100 * gs[metric].dropna().astype(float)).tolist()
             for s, gs in g.groupby("split", sort=False)
             if gs[metric].notna().any()
         }
-        _, setting, knowledge, defense, label = key
-        # the reference measured the default training: it speaks for the other knobs' cells
-        # only where the study varies nothing else
-        base = label.removesuffix(", local")
-        extra = 0.0 if setting else noise.get((defense, knowledge, base), 0.0)
         for s in splits:
-            if s not in cells:
+            if s not in values:
                 continue
+            v = values[s]
             row = dict(zip(keys, key, strict=True)) | {
                 "split": s,
-                "mean": cells[s].mean,
-                "seeds": cells[s].seeds,
+                "mean": sum(v) / len(v),
+                "seeds": len(v),
             }
-            if s != default and default in cells:
-                cmp = compare(cells[s], cells[default], noise=extra)
-                row |= {"diff": cmp.diff, "margin": cmp.margin, "outcome": cmp.outcome}
+            if s != default and default in values:
+                c = welch(v, values[default])
+                p_two = min(1.0, 2 * min(c.p_for, c.p_against))  # nan stays nan
+                row |= {
+                    "diff": c.estimate,
+                    "ci_low": c.ci_low,
+                    "ci_high": c.ci_high,
+                    "p": p_two,
+                    "p_equivalent": c.p_equivalent,
+                }
             rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if "diff" not in out:
+        return out
+    compared = out.index[out["diff"].notna()]
+    out.loc[compared, "p_adj"] = holm(out.loc[compared, "p"].tolist(), alpha)
+    out.loc[compared, "p_equivalent_adj"] = holm(out.loc[compared, "p_equivalent"].tolist(), alpha)
+    out.loc[compared, "outcome"] = [
+        _moved(p, e, x, alpha)
+        for p, e, x in zip(
+            out.loc[compared, "p_adj"],
+            out.loc[compared, "p_equivalent_adj"],
+            out.loc[compared, "diff"],
+            strict=True,
+        )
+    ]
+    return out
 
 
 def heterogeneity(df: pd.DataFrame) -> pd.DataFrame:
@@ -182,7 +203,7 @@ def summary_line(claims_t: pd.DataFrame) -> str:
     return (
         f"Of {len(claims_t)} (claim, defense) pairs tested, the conclusion is the {SAME} under "
         f"every split in {n.get(SAME, 0)}, {CHANGES} with the split in {n.get(CHANGES, 0)}, "
-        f"and is left undecided in {n.get(UNDECIDED, 0)}."
+        f"and is {INCONCLUSIVE} in {n.get(INCONCLUSIVE, 0)}."
     )
 
 
@@ -190,9 +211,14 @@ def _fmt(x: float, signed: bool = False) -> str:
     return "" if pd.isna(x) else (f"{x:+.1f}" if signed else f"{x:.1f}")
 
 
-def markdown(
-    claims_t: pd.DataFrame, acc: pd.DataFrame, het: pd.DataFrame, metric: str, noise_from: str
-) -> str:
+def diff_text(r: pd.Series) -> str:
+    """``+3.0 [−1.2, +7.2]`` (a split's difference from the default, its 95 % interval)."""
+    if pd.isna(r.get("ci_low", math.nan)):
+        return _fmt(r["diff"], True)
+    return f"{_fmt(r['diff'], True)} [{_fmt(r['ci_low'], True)}, {_fmt(r['ci_high'], True)}]"
+
+
+def markdown(claims_t: pd.DataFrame, acc: pd.DataFrame, het: pd.DataFrame, metric: str) -> str:
     """The claim table, the accuracy table and the splits' measured heterogeneity."""
     splits = list(het["split"])
     lines = [
@@ -209,6 +235,8 @@ def markdown(
         )
     lines += [
         "",
+        RULE_TEXT,
+        "",
         "| split | label TV (mean) | size CV |",
         "|---|---|---|",
         *(
@@ -217,7 +245,7 @@ def markdown(
             for _, r in het.iterrows()
         ),
         "",
-        f"| β | defense | attack | {' | '.join(splits)} | moved beyond seed noise |",
+        f"| β | defense | attack | {' | '.join(splits)} | moved (Holm, α = {ALPHA:g}) |",
         "|---|---|---|" + "---|" * len(splits) + "---|",
     ]
     for (beta, setting, _, defense, label), g in acc.groupby(
@@ -232,50 +260,38 @@ def markdown(
             elif pd.isna(r.get("diff", float("nan"))):
                 cells.append(_fmt(r["mean"]))
             else:
-                cells.append(f"{_fmt(r['mean'])} ({_fmt(r['diff'], True)} ± {r['margin']:.1f})")
-        moved = [s for s in splits if s in by and by[s].get("outcome") in ("lower", "higher")]
+                cells.append(f"{_fmt(r['mean'])} ({diff_text(r)})")
+        moved = [
+            f"{s} {by[s]['outcome']}"
+            for s in splits
+            if s in by and not pd.isna(by[s].get("outcome", math.nan))
+        ]
         where = f"{defense} [{setting}]" if setting else defense
         lines.append(
-            f"| {beta} | {where} | {label} | {' | '.join(cells)} | {', '.join(moved) or 'none'} |"
+            f"| {beta} | {where} | {label} | {' | '.join(cells)} | {', '.join(moved) or '–'} |"
         )
+    seeds = int(acc["seeds"].max()) if len(acc) else 0
     lines += [
         "",
-        f"Accuracies: {METRIC_TEXT[metric]}, mean over seeds (%). In brackets: the difference "
-        f"from the {splits[0]} split ± its margin max(1, 2 s), s the larger of the cells' "
-        f"stds over seeds and the reference std of the cell in {noise_from} (its two-seed "
-        "cells of the default split). Between two one-seed cells of std s the difference "
-        "has std √2·s, so 2 s is about 1.4 of its standard deviations: a cell 'moved' at "
-        "that margin is a screen, not a test. A claim's verdicts use the same margins "
-        "(byzstress.verdicts); provisional: a one-seed side.",
+        f"Accuracies: {METRIC_TEXT[metric]}, mean over seeds (%; at most {seeds} per cell). "
+        f"In brackets: the difference from the {splits[0]} split [its 95 % Welch interval, "
+        "where both sides have two or more seeds]. Last column, per split: higher or lower "
+        "where the Holm-adjusted two-sided Welch p is below "
+        f"{ALPHA:g}, no effect where the Holm-adjusted equivalence test of |difference| < 3 "
+        "points is, else inconclusive (always, with one seed per cell).",
     ]
     return "\n".join(lines) + "\n"
 
 
-def reference_noise(
-    ref: pd.DataFrame, df: pd.DataFrame, metric: str = "max_acc"
-) -> dict[tuple[str, str, str], float]:
-    """The seed noise of ``df``'s cells from ``ref``: its multi-seed cells at ``df``'s β,
-    trained as ``df``'s runs of the default split are (same knobs, that split)."""
-    _check(df)
-    default = df[df["split"].astype(str) == str(DEFAULTS["split"])]
-    return seed_noise(ref, metric, betas=set(df["beta"].astype(str)), like=default)
-
-
-def split_effect_cmd(
-    csv: Path, prefix: Path, noise_from: Path | None = None, metric: str = "max_acc"
-) -> None:
+def split_effect_cmd(csv: Path, prefix: Path, metric: str = "max_acc") -> None:
     """Write ``PREFIX-claims.csv``, ``PREFIX-accuracy.csv`` and ``PREFIX.md``."""
     df = read_tidy(csv)
     try:
         _check(df)
     except ValueError as err:
         raise ValueError(f"{str(csv)!r}: {err}") from err
-    noise = None
-    if noise_from is not None:
-        noise = reference_noise(read_tidy(noise_from), df, metric)
-    ct = claim_table(df, noise, metric)
-    acc = accuracy_table(df, noise, metric)
+    ct = claim_table(df, metric)
+    acc = accuracy_table(df, metric)
     _write_csv(Path(f"{prefix}-claims.csv"), ct)
     _write_csv(Path(f"{prefix}-accuracy.csv"), acc)
-    ref = str(noise_from) if noise_from is not None else "no reference study"
-    _write_text(Path(f"{prefix}.md"), markdown(ct, acc, heterogeneity(df), metric, ref))
+    _write_text(Path(f"{prefix}.md"), markdown(ct, acc, heterogeneity(df), metric))

@@ -1,6 +1,6 @@
 """The D-SGD simulator with Byzantine clients.
 
-Each step (shared/DESIGN.md, "The science in one page"):
+Each step (the setting of docs/claims.md and docs/simulator.md):
 
 1. every honest client ``i`` draws a mini-batch from its own share and computes
    ``g_i = ∇ℓ(θ; batch_i) + λθ``; all clients' gradients come from **one** call over the

@@ -15,38 +15,39 @@ claims of the seed paper are checked:
 ``alie_strongest``
     ALIE (z=8) is the strongest attack of the column, ahead of IPM (ε=2.5), MinMax and
     MinSum where they ran.
-``ipm_runner_up``
-    IPM (ε=2.5) is the second strongest of ALIE (z=8), IPM (ε=2.5), MinMax and MinSum.
 
-**Statistics.** Two cells are compared within seeds: a seed fixes the Dirichlet split, θ0
-and, for runs that draw batches for the same clients, every mini-batch
-(tests/test_verdicts.py checks it), so ``d_s = acc_a,s − acc_b,s`` removes the seed's
-share of the noise. With two or more common seeds the difference is ``mean_s d_s`` and its
-*margin* ``max(min_points, k · sd_s(d_s))``; otherwise (a one-seed side) it is the
-difference of the cells' means with the margin ``max(min_points, k · s)``, ``s`` the larger
-of the two cells' stds over seeds (0 with one seed each), and the verdict is
-*provisional*. ``k`` = 2, ``min_points`` = 1 accuracy point. A comparison is ``lower``
-(a below b by more than the margin), ``higher`` or ``undecided`` (within seed noise). A
-claim *holds* in a column when every comparison it needs goes its way, *fails* when one
-goes against it beyond the margin, and is *undecided (within seed noise)* otherwise;
-every row says how many seeds each side had and which accuracy it used.
+(The paper does not claim that IPM is the runner-up: docs/claims.md.)
 
-Where a study's cells have one seed, ``claims(..., noise=seed_noise(reference))`` takes the
-seed std that a reference study measured for the same defense and attack into the margin
-of a comparison of means, so that a one-seed difference is not read against a 1-point
-margin when the seed noise is known to be larger.
+**Statistics**: the rule of docs/claims.md, on :mod:`byzstress.analysis.compare`. A
+comparison "a below b" is Welch's unequal-variance t-test of the two cells' seeds (Welch
+1947), ``welch(b, a)``: the effect ``mean(b) − mean(a)`` in accuracy points (> 0: a is
+lower), its 95 % Welch t-interval, and the one-sided p-values *for* (H0: effect ≤ 0) and
+*against* (H0: effect ≥ 0). A claim that needs k comparisons to go its way in a column is
+an intersection-union test (Berger 1982): the column's p for the claim is
+``max_i p_for,i`` (each comparison at level α, no correction needed), and its p against
+the claim, which one comparison going the other way suffices for, is the Bonferroni-adjusted
+``min(1, k · min_i p_against,i)``. Each of those two families of p-values is
+Holm-adjusted (Holm 1979; ``statsmodels`` ``multipletests(method="holm")``) across the
+columns (settings × defenses) of one claim in the study. The verdict is *supported* if the
+adjusted p for it is below α = 0.05, else *contradicted* if the adjusted p against it is,
+else *inconclusive*. A comparison with a side of fewer than two seeds (or no spread on
+either side) has no test: its column is inconclusive and counts in Holm's family as p = 1.
+Every row says how many seeds each side had and each comparison's estimate and 95 %
+interval.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .analysis.compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Comparison, holm, welch
 from .reporting import (
     METRIC_TEXT,
     NO_ATTACK,
@@ -56,20 +57,22 @@ from .reporting import (
     _write_text,
     is_baseline,
     read_tidy,
-    same_training,
     summarise,
 )
 
 __all__ = [
+    "ALPHA",
     "CLAIMS",
+    "VERDICTS",
+    "Below",
     "Cell",
-    "Comparison",
+    "below",
     "claims",
     "claims_markdown",
-    "compare",
     "diagnostics_table",
-    "seed_noise",
+    "intersection_union",
     "sensitivity_cmd",
+    "verdict_of",
 ]
 
 CLAIMS = {
@@ -77,11 +80,22 @@ CLAIMS = {
     "strength_ipm": "larger IPM strength hurts more: ε = 2.5 below ε = 0.1",
     "alie_far_below": "calibrated ALIE (z=8) drives accuracy far below the other attacks",
     "alie_strongest": "ALIE (z=8) is the strongest attack in every column, ahead of MinMax/MinSum",
-    "ipm_runner_up": "IPM (ε=2.5) is the runner-up",
 }
 ALIE8, IPM25 = "ALIE (z=8)", "IPM (ε=2.5)"
 RIVALS = (ALIE8, IPM25, "MinMax", "MinSum")
-UNDECIDED = "undecided (within seed noise)"
+#: the family-wise error rate of each claim (claims.yaml's alpha)
+ALPHA = 0.05
+#: a tested column's verdicts, in the order the rule tries them
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+RULE_TEXT = (
+    "Each comparison 'a below b' is a Welch t-test of the two cells' seeds (Welch 1947): "
+    "estimate mean(b) − mean(a) in points (> 0: a is lower) with its 95 % Welch interval. "
+    "A claim that needs several comparisons in a column is an intersection-union test "
+    "(Berger 1982): p for it = the largest of theirs, p against it = k × the smallest "
+    "(Bonferroni). Both are Holm-adjusted (Holm 1979) across the claim's columns in the "
+    f"study; supported: adjusted p for < {ALPHA:g}; else contradicted: adjusted p against "
+    f"< {ALPHA:g}; else inconclusive (also where a side has fewer than 2 seeds)."
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +104,6 @@ class Cell:
 
     label: str
     values: dict[int, float]
-    own_rows: bool = False  # the attack's clients draw batches too (none, local, LF)
 
     @property
     def seeds(self) -> int:
@@ -102,89 +115,64 @@ class Cell:
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.values.values()) if self.seeds > 1 else 0.0
+        return statistics.stdev(self.values.values()) if self.seeds > 1 else math.nan
 
     def text(self) -> str:
+        if self.seeds < 2:
+            return f"{self.mean:.1f} (n={self.seeds})"
         return f"{self.mean:.1f}±{self.std:.1f} (n={self.seeds})"
 
 
+def ci_text(c: Comparison) -> str:
+    """``+3.1 [+0.4, +5.8]``: a comparison's estimate and 95 % Welch interval."""
+    if math.isnan(c.estimate):
+        return "–"
+    if math.isnan(c.ci_low):
+        return f"{c.estimate:+.1f} [no interval: {c.seeds} seeds]"
+    return f"{c.estimate:+.1f} [{c.ci_low:+.1f}, {c.ci_high:+.1f}]"
+
+
 @dataclass(frozen=True)
-class Comparison:
-    """``a`` against ``b``: the difference a − b (points), its margin and outcome."""
+class Below:
+    """ "``a`` below ``b``": the Welch comparison of ``b``'s seeds with ``a``'s (effect
+    ``mean(b) − mean(a)``, > 0 where a is lower)."""
 
     a: Cell
     b: Cell
-    diff: float
-    margin: float
-    paired: int  # common seeds the difference was taken within (0: difference of means)
-    outcome: str  # "lower" | "higher" | "undecided"
-
-    @property
-    def provisional(self) -> bool:
-        return min(self.a.seeds, self.b.seeds) < 2
+    comparison: Comparison
 
     def text(self) -> str:
-        how = f"paired over {self.paired} seeds" if self.paired else "means"
-        if self.paired and self.a.own_rows != self.b.own_rows:
-            how += ", split and θ0 shared"
         return (
-            f"{self.a.label} {self.a.text()} − {self.b.label} {self.b.text()} = "
-            f"{self.diff:+.1f} (margin {self.margin:.1f}, {how}): {self.outcome}"
+            f"{self.a.label} {self.a.text()} below {self.b.label} {self.b.text()}: "
+            f"{ci_text(self.comparison)}"
         )
 
 
-def compare(
-    a: Cell, b: Cell, k: float = 2.0, min_points: float = 1.0, noise: float = 0.0
-) -> Comparison:
-    """Is ``a`` below ``b`` by more than the seed noise? (the module's docstring).
-
-    ``noise`` is a std over seeds (points) measured elsewhere for these cells; where the
-    difference is one of means it enters the margin like the cells' own stds."""
-    common = sorted(set(a.values) & set(b.values))
-    if len(common) >= 2 and min(a.seeds, b.seeds) >= 2:
-        d = [a.values[s] - b.values[s] for s in common]
-        diff, margin, paired = (
-            statistics.fmean(d),
-            max(min_points, k * statistics.stdev(d)),
-            len(common),
-        )
-    else:
-        s = max(a.std, b.std, noise)
-        diff, margin, paired = a.mean - b.mean, max(min_points, k * s), 0
-    outcome = "lower" if diff < -margin else "higher" if diff > margin else "undecided"
-    return Comparison(a, b, diff, margin, paired, outcome)
+def below(a: Cell, b: Cell) -> Below:
+    """Is ``a`` below ``b``? ``welch(b, a)`` on the cells' seeds (the module's docstring)."""
+    return Below(a, b, welch(list(b.values.values()), list(a.values.values())))
 
 
-def seed_noise(
-    ref: pd.DataFrame,
-    metric: str = "max_acc",
-    betas: set[str] | None = None,
-    like: pd.DataFrame | None = None,
-) -> dict[tuple[str, str, str], float]:
-    """(defense, knowledge, attack label) -> std over seeds (points) of ``ref``'s cells
-    with two or more seeds: those trained as the runs ``like`` are
-    (:func:`byzstress.reporting.same_training`; without ``like``, ``ref``'s cells without a
-    ``variant``) and, with ``betas``, at those β only. The largest std where several cells
-    share the key."""
-    if like is not None:
-        ref = same_training(ref, like).assign(variant="")
-    s = summarise(ref, metric)
-    s = s[(s["seeds"] >= 2) & (s["variant"] == "")]
-    if betas is not None:
-        s = s[s["beta"].astype(str).isin(betas)]
-    out: dict[tuple[str, str, str], float] = {}
-    for _, r in s.iterrows():
-        key = (str(r["defense"]), str(r["knowledge"]), _base_label(str(r["attack_label"])))
-        out[key] = max(out.get(key, 0.0), float(r["std"]))
-    return out
+def intersection_union(needed: Sequence[Comparison]) -> tuple[float, float]:
+    """``(p for, p against)`` of a claim that needs every comparison of ``needed`` to have
+    an effect > 0: the largest ``p_for`` (intersection-union test, Berger 1982) and the
+    Bonferroni-adjusted smallest ``p_against``, ``min(1, k · min)``. nan (untestable) where
+    there is no comparison or one of them has no p-value."""
+    pf = [c.p_for for c in needed]
+    pa = [c.p_against for c in needed]
+    if not needed or any(math.isnan(p) for p in pf + pa):
+        return math.nan, math.nan
+    return max(pf), min(1.0, len(pa) * min(pa))
 
 
-def _verdict(needed: list[Comparison], against: list[Comparison]) -> str:
-    """``holds`` when every needed comparison is ``lower``; ``fails`` when one of
-    ``against`` is decided the other way; otherwise undecided."""
-    if against:
-        return "fails"
-    return "holds" if needed and all(c.outcome == "lower" for c in needed) else UNDECIDED
+def verdict_of(p_for_adj: float, p_against_adj: float, alpha: float = ALPHA) -> str:
+    """``supported`` if the adjusted p for the claim is below ``alpha``, else
+    ``contradicted`` if the adjusted p against it is, else ``inconclusive``."""
+    if p_for_adj < alpha:
+        return SUPPORTED
+    if p_against_adj < alpha:
+        return CONTRADICTED
+    return INCONCLUSIVE
 
 
 def _base_label(label: str) -> str:
@@ -220,12 +208,6 @@ def settings_frame(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def _own_rows(attack: str, knowledge: str) -> bool:
-    from .attacks import build
-
-    return bool(build(attack, knowledge=knowledge).uses_own_vectors)
-
-
 def _cells(df: pd.DataFrame, col: pd.DataFrame, metric: str) -> dict[str, Cell]:
     """The per-seed accuracies (%) of every attack of one summarised column, by its label
     without the knowledge suffix; a seed without an accuracy (diverged before its first
@@ -245,8 +227,7 @@ def _cells(df: pd.DataFrame, col: pd.DataFrame, metric: str) -> dict[str, Cell]:
             if not pd.isna(v)
         }
         if values:
-            own = _own_rows(str(r["attack"]), str(r["knowledge"]))
-            cells[r["attack_base"]] = Cell(r["attack_base"], values, own)
+            cells[r["attack_base"]] = Cell(r["attack_base"], values)
     return cells
 
 
@@ -260,47 +241,75 @@ def _iid_default(col: pd.DataFrame, attack: str) -> str | None:
     return None
 
 
-def _row(
-    common: dict[str, Any], claim: str, verdict: str | None, comps: list[Comparison]
-) -> dict[str, Any]:
-    sides = {c.label: c for x in comps for c in (x.a, x.b)}.values()
+#: the columns of :func:`claims`' table
+COLUMNS = [
+    "setting",
+    "defense",
+    "metric",
+    "ranking",
+    "claim",
+    "verdict",
+    "comparisons",
+    "seeds",
+    "evidence",
+    "p_for",
+    "p_against",
+    "p_for_adj",
+    "p_against_adj",
+]
+
+
+def _row(common: dict[str, Any], claim: str, needed: list[Below] | None) -> dict[str, Any]:
+    """One column's claim before Holm's adjustment; ``needed`` None: untested."""
+    if not needed:
+        nan = math.nan
+        empty = {"comparisons": 0, "seeds": "", "evidence": ""}
+        return {**common, "claim": claim, "verdict": None, **empty, "p_for": nan} | {
+            "p_against": nan,
+            "p_for_adj": nan,
+            "p_against_adj": nan,
+        }
+    sides = {c.label: c for x in needed for c in (x.a, x.b)}.values()
+    p_for, p_against = intersection_union([x.comparison for x in needed])
     return {
         **common,
         "claim": claim,
-        "verdict": verdict,
-        "provisional": bool(verdict) and any(x.provisional for x in comps),
+        "verdict": INCONCLUSIVE,  # until Holm's adjustment across the claim's columns
+        "comparisons": len(needed),
         "seeds": ", ".join(f"{c.label}: {c.seeds}" for c in sides),
-        "evidence": "; ".join(x.text() for x in comps),
+        "evidence": "; ".join(x.text() for x in needed),
+        "p_for": p_for,
+        "p_against": p_against,
+        "p_for_adj": math.nan,
+        "p_against_adj": math.nan,
     }
 
 
-def claims(
-    df: pd.DataFrame,
-    metric: str = "max_acc",
-    k: float = 2.0,
-    min_points: float = 1.0,
-    noise: Mapping[tuple[str, str, str], float] | None = None,
-) -> pd.DataFrame:
-    """One row per (claim, setting, defense): its ``verdict`` (``holds``, ``fails``,
-    :data:`UNDECIDED`, or ``None`` when the setting lacks the runs to test it), whether it
-    is ``provisional`` (a one-seed side), the seeds per side and the comparisons.
+def _decide(c: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Holm across each claim's tested columns, then :func:`verdict_of`."""
+    c = c.copy()
+    for claim in dict.fromkeys(c["claim"]):
+        tested = c.index[(c["claim"] == claim) & c["verdict"].notna()]
+        if not len(tested):
+            continue
+        pf = holm(c.loc[tested, "p_for"].tolist(), alpha)
+        pa = holm(c.loc[tested, "p_against"].tolist(), alpha)
+        c.loc[tested, "p_for_adj"] = pf
+        c.loc[tested, "p_against_adj"] = pa
+        c.loc[tested, "verdict"] = [verdict_of(f, a, alpha) for f, a in zip(pf, pa, strict=True)]
+    return c
 
-    ``noise`` maps (defense, knowledge, attack label) to a std over seeds measured in
-    another study (:func:`seed_noise`); a comparison of means takes the larger of its two
-    cells' entries into its margin, so one-seed cells are not compared with a 1-point
-    margin where the seed noise is known to be larger."""
+
+def claims(df: pd.DataFrame, metric: str = "max_acc", alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per (claim, setting, defense): its ``verdict`` (``supported``,
+    ``contradicted``, ``inconclusive``, or ``None`` when the setting lacks the runs to test
+    it), the seeds per side, each comparison's estimate and 95 % interval (``evidence``),
+    the column's raw p-values for and against the claim and their Holm-adjusted values
+    across the claim's columns (the module's docstring)."""
     s = settings_frame(df, metric)
     rows: list[dict[str, Any]] = []
-    noise = noise or {}
 
     for (setting, defense), col in s.groupby(["setting", "defense"], sort=False):
-        attackers = col.loc[~is_baseline(col["attack_label"]), "knowledge"]
-        knowledge = str(attackers.iloc[0]) if len(attackers) else ""
-
-        def cmp(a: Cell, b: Cell, defense: str = defense, knowledge: str = knowledge) -> Comparison:
-            extra = max(noise.get((defense, knowledge, c.label), 0.0) for c in (a, b))
-            return compare(a, b, k, min_points, extra)
-
         cells = _cells(df, col, metric)
         baseline = set(col.loc[is_baseline(col["attack_label"]), "attack_base"])
         attacked = {n: c for n, c in cells.items() if n not in baseline}
@@ -309,123 +318,79 @@ def claims(
         )
         common = {"setting": setting, "defense": defense, "metric": metric, "ranking": ranking}
 
-        def add(
-            claim: str, verdict: str | None, comps: list[Comparison], common: dict = common
-        ) -> None:
-            rows.append(_row(common, claim, verdict, comps))
-
         # strength: the paper's strength below the IID-calibrated one of the same attack
         for claim, hi_label, lo_label in (
             ("strength_alie", ALIE8, _iid_default(col, "alie")),
             ("strength_ipm", IPM25, _iid_default(col, "ipm")),
         ):
             hi, lo = attacked.get(hi_label), attacked.get(lo_label) if lo_label else None
-            if hi is None or lo is None:
-                add(claim, None, [])
-                continue
-            c = cmp(hi, lo)
-            add(claim, _verdict([c], [c] if c.outcome == "higher" else []), [c])
+            rows.append(_row(common, claim, [below(hi, lo)] if hi and lo else None))
 
         alie = attacked.get(ALIE8)
         others = [c for n, c in attacked.items() if n != ALIE8]
-        if alie is None or not others:
-            add("alie_far_below", None, [])
-            add("alie_strongest", None, [])
-        else:
-            comps = [cmp(alie, o) for o in others]
-            add(
-                "alie_far_below",
-                _verdict(comps, [c for c in comps if c.outcome == "higher"]),
-                comps,
-            )
-            rivals = [cmp(alie, attacked[n]) for n in RIVALS[1:] if n in attacked]
-            if rivals:
-                verdict = _verdict(rivals, [c for c in rivals if c.outcome == "higher"])
-                add("alie_strongest", verdict, rivals)
-            else:
-                add("alie_strongest", None, [])
-
-        ipm = attacked.get(IPM25)
-        rivals = [attacked[n] for n in RIVALS if n != IPM25 and n in attacked]
-        if ipm is None or len(rivals) < 2:
-            add("ipm_runner_up", None, [])
-        else:
-            comps = [cmp(ipm, r) for r in rivals]
-            below = [c for c in comps if c.outcome == "higher"]  # rivals below IPM
-            above = [c for c in comps if c.outcome == "lower"]  # rivals above IPM
-            if len(below) == 1 and len(above) == len(rivals) - 1:
-                verdict = "holds"
-            elif len(below) >= 2 or len(above) == len(rivals):
-                verdict = "fails"
-            else:
-                verdict = UNDECIDED
-            add("ipm_runner_up", verdict, comps)
-    return pd.DataFrame(rows)
+        rivals = [attacked[n] for n in RIVALS[1:] if n in attacked]
+        far = [below(alie, o) for o in others] if alie else []
+        strongest = [below(alie, r) for r in rivals] if alie else []
+        rows.append(_row(common, "alie_far_below", far or None))
+        rows.append(_row(common, "alie_strongest", strongest or None))
+    return _decide(pd.DataFrame(rows, columns=COLUMNS), alpha)
 
 
-def verdict_text(verdict: str | None, provisional: bool) -> str:
-    if verdict is None:
+def verdict_text(verdict: str | None) -> str:
+    """A verdict as the tables print it: ``untested`` where the runs are missing."""
+    if verdict is None or (isinstance(verdict, float) and math.isnan(verdict)):
         return "untested"
-    return f"{verdict}, provisional (a one-seed side)" if provisional else verdict
+    return str(verdict)
 
 
 def _summary(c: pd.DataFrame) -> pd.DataFrame:
-    """Per (claim, setting): in how many tested columns the claim holds, fails, is undecided."""
+    """Per (claim, setting): in how many tested columns the claim is supported,
+    contradicted, inconclusive, and which (``✗`` contradicted, ``?`` inconclusive)."""
     tested = c[c["verdict"].notna()]
-    cols = ["claim", "setting", "holds", "fails", "undecided", "columns", "where"]
+    cols = ["claim", "setting", *VERDICTS, "columns", "where"]
     if tested.empty:
         return pd.DataFrame(columns=cols)
+    marks = {SUPPORTED: "", CONTRADICTED: " ✗", INCONCLUSIVE: " ?"}
     out = []
     for (claim, setting), g in tested.groupby(["claim", "setting"], sort=False):
-        marks = {"holds": "", "fails": " ✗", UNDECIDED: " ?"}
-        where = ", ".join(
-            f"{d}{marks[v]}{'*' if p else ''}"
-            for d, v, p in zip(g["defense"], g["verdict"], g["provisional"], strict=True)
-        )
-        out.append(
-            {
-                "claim": claim,
-                "setting": setting,
-                "holds": int((g["verdict"] == "holds").sum()),
-                "fails": int((g["verdict"] == "fails").sum()),
-                "undecided": int((g["verdict"] == UNDECIDED).sum()),
-                "columns": len(g),
-                "where": where,
-            }
-        )
+        where = ", ".join(f"{d}{marks[v]}" for d, v in zip(g["defense"], g["verdict"], strict=True))
+        counts = {v: int((g["verdict"] == v).sum()) for v in VERDICTS}
+        row = {"claim": claim, "setting": setting, **counts}
+        out.append({**row, "columns": len(g), "where": where})
     return pd.DataFrame(out, columns=cols)
+
+
+def _p(x: float) -> str:
+    return "–" if pd.isna(x) else f"{x:.3g}"
 
 
 def claims_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
     summ = _summary(c)
+    counts = " / ".join(VERDICTS)
     lines = [
-        "| Claim | Setting | holds / fails / undecided "
-        "| columns (✗ fails, ? undecided, * provisional) |",
+        f"| Claim | Setting | {counts} | columns (✗ {CONTRADICTED}, ? {INCONCLUSIVE}) |",
         "|---|---|---|---|",
     ]
     for claim in CLAIMS:
         for _, r in summ[summ["claim"] == claim].iterrows():
-            lines.append(
-                f"| {CLAIMS[claim]} | {r['setting']} | {r['holds']} / {r['fails']} / "
-                f"{r['undecided']} | {r['where']} |"
-            )
+            n = " / ".join(str(r[v]) for v in VERDICTS)
+            lines.append(f"| {CLAIMS[claim]} | {r['setting']} | {n} | {r['where']} |")
     lines += [
         "",
         "A column is one defense in one setting. Accuracies: "
         f"{METRIC_TEXT.get(metric, metric)}, mean ± std over seeds (n = seeds per cell). "
-        "Two cells are compared within seeds where both have two or more; a difference "
-        "counts when it exceeds max(1 point, 2 × its std over seeds), else it is undecided "
-        "(within seed noise). Provisional: a side had one seed.",
+        + RULE_TEXT,
         "",
         "## Evidence per column",
         "",
-        "| Claim | Setting | Defense | verdict | seeds | comparisons | ranking (mean %) |",
-        "|---|---|---|---|---|---|---|",
+        "| Claim | Setting | Defense | verdict | p for / against (Holm) | seeds "
+        "| comparisons: b − a [95 % CI] | ranking (mean %) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in c[c["verdict"].notna()].iterrows():
         lines.append(
-            f"| {r['claim']} | {r['setting']} | {r['defense']} | "
-            f"{verdict_text(r['verdict'], bool(r['provisional']))} | {r['seeds']} | "
+            f"| {r['claim']} | {r['setting']} | {r['defense']} | {r['verdict']} | "
+            f"{_p(r['p_for_adj'])} / {_p(r['p_against_adj'])} | {r['seeds']} | "
             f"{r['evidence']} | {r['ranking']} |"
         )
     return "\n".join(lines) + "\n"

@@ -106,7 +106,6 @@ def all_targets():
             targets += [
                 f"{base}/detection.{ext}" for ext in ("csv", "md", "png", "pdf")
             ]
-            targets += [f"{base}/detection-claim.{ext}" for ext in ("csv", "md")]
         if report_option(s, "split_effect", False):
             targets += [
                 f"{base}/split-effect{name}"

@@ -47,8 +47,7 @@ rule curves:
 
 rule detection:
     input:
-        csv=f"{RESULTS}/{{study}}/runs.csv",
-        noise=lambda wildcards: report_option(wildcards.study, "noise_from", []),
+        f"{RESULTS}/{{study}}/runs.csv",
     output:
         csv=f"{RESULTS}/{{study}}/detection.csv",
         md=f"{RESULTS}/{{study}}/detection.md",
@@ -59,8 +58,6 @@ rule detection:
             subcategory="Detection",
         ),
         pdf=f"{RESULTS}/{{study}}/detection.pdf",
-        claim_csv=f"{RESULTS}/{{study}}/detection-claim.csv",
-        claim_md=f"{RESULTS}/{{study}}/detection-claim.md",
     log:
         f"{RESULTS}/{{study}}/logs/detection.log",
     conda:
@@ -69,9 +66,6 @@ rule detection:
         cli=CLI,
         metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
         prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/detection",
-        noise=lambda wildcards, input: (
-            f"--noise-from '{input.noise}'" if input.noise else ""
-        ),
     shell:
-        "python {params.cli:q} detection {input.csv:q} --out-prefix {params.prefix:q}"
-        " {params.noise} --metric {params.metric} > {log:q} 2>&1"
+        "python {params.cli:q} detection {input:q} --out-prefix {params.prefix:q}"
+        " --metric {params.metric} > {log:q} 2>&1"

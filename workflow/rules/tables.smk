@@ -143,8 +143,7 @@ rule sensitivity:
 
 rule split_effect:
     input:
-        csv=f"{RESULTS}/{{study}}/runs.csv",
-        noise=lambda wildcards: report_option(wildcards.study, "noise_from", []),
+        f"{RESULTS}/{{study}}/runs.csv",
     output:
         md=report(
             f"{RESULTS}/{{study}}/split-effect.md",
@@ -162,10 +161,6 @@ rule split_effect:
         cli=CLI,
         metric=lambda wildcards: report_option(wildcards.study, "metric", "max_acc"),
         prefix=lambda wildcards: f"{RESULTS}/{wildcards.study}/split-effect",
-        noise=lambda wildcards, input: (
-            f"--noise-from '{input.noise}'" if input.noise else ""
-        ),
     shell:
-        "python {params.cli:q} split-effect {input.csv:q}"
-        " --out-prefix {params.prefix:q} {params.noise} --metric {params.metric}"
-        " > {log:q} 2>&1"
+        "python {params.cli:q} split-effect {input:q}"
+        " --out-prefix {params.prefix:q} --metric {params.metric} > {log:q} 2>&1"

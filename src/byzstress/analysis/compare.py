@@ -44,6 +44,7 @@ __all__ = [
     "Rate",
     "collapse_difference",
     "decide",
+    "holm",
     "rate",
     "welch",
 ]
@@ -131,7 +132,7 @@ def welch(
     )
 
 
-def _holm(p: Sequence[float], alpha: float) -> np.ndarray:
+def holm(p: Sequence[float], alpha: float = 0.05) -> np.ndarray:
     """Holm-adjusted p-values; an untestable comparison (nan) counts in the family as p = 1,
     so that it cannot make the others easier to pass."""
     arr = np.asarray([1.0 if math.isnan(x) else x for x in p], dtype=float)
@@ -166,9 +167,9 @@ def decide(
     ``family`` at family-wise level ``alpha``, then the rule of the module's docstring."""
     if not family:
         return []
-    p_for = _holm([c.p_for for c in family], alpha)
-    p_against = _holm([c.p_against for c in family], alpha)
-    p_eq = _holm([c.p_equivalent for c in family], alpha)
+    p_for = holm([c.p_for for c in family], alpha)
+    p_against = holm([c.p_against for c in family], alpha)
+    p_eq = holm([c.p_equivalent for c in family], alpha)
     strictest = alpha / len(family)
     out = []
     for c, pf, pa, pe in zip(family, p_for, p_against, p_eq, strict=True):

@@ -10,8 +10,8 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends dataset-fashion-mnist
   else
-    echo "note: Fashion-MNIST package missing; run 'sudo apt-get install dataset-fashion-mnist'" \
-      "or pass --download to byzstress train" >&2
+    echo "note: Fashion-MNIST package missing; run 'sudo apt-get install dataset-fashion-mnist'," \
+      "or, without root, '.venv/bin/byzstress download fmnist --data-root data' (needs the internet)" >&2
   fi
 fi
 

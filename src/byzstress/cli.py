@@ -343,7 +343,13 @@ def _add_claims(sub: argparse._SubParsersAction) -> None:
         "--out-prefix",
         type=Path,
         default=Path("docs/claims-results"),
-        help="writes PREFIX.md and PREFIX.csv",
+        help="writes PREFIX.md, PREFIX.csv and PREFIX.png",
+    )
+    p.add_argument(
+        "--slices",
+        metavar="STUDY",
+        help="instead: print the config.yaml slices that give STUDY's split cells their "
+        "extra seeds (claims.yaml's split rule), only what it does not define yet",
     )
 
     def run(a: argparse.Namespace) -> None:
@@ -355,7 +361,7 @@ def _add_claims(sub: argparse._SubParsersAction) -> None:
             if not sep:
                 raise SpecError(f"--runs: expected STUDY=CSV, got {item!r}")
             runs[study] = Path(path)
-        claims_cmd(a.claims, a.config, runs, a.out_prefix)
+        claims_cmd(a.claims, a.config, runs, a.out_prefix, a.slices)
 
     p.set_defaults(func=run)
 

@@ -364,3 +364,32 @@ def aggregate_shift(df: pd.DataFrame, claim: dict[str, Any]) -> pd.DataFrame:
                     row[f"{name} {beta}"] = float(cell["diag_rel_err"].mean())
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _number(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def split_slices(split: pd.DataFrame, settings: Settings) -> list[dict[str, Any]]:
+    """``config.yaml`` slices that give the cells of :func:`split_cells` their extra seeds
+    (``min_seeds`` .. ``split_seeds_to`` − 1), one slice per β and defense."""
+    out = []
+    for (beta, defense), cells in split.groupby(["beta", "defense"], sort=False):
+        attacks = []
+        for attack, rows in cells.groupby("attack", sort=False):
+            strengths = sorted(_number(s) for s in rows["strength"].dropna())
+            # a cell without a strength is the attack's default (or no attack at all)
+            if rows["strength"].isna().any() or not strengths:
+                attacks.append({"name": attack})
+            if strengths:
+                attacks.append({"name": attack, "strengths": strengths})
+        out.append(
+            {
+                "name": f"split-{beta}-{defense}",
+                "betas": [beta if beta == "iid" else _number(float(beta))],
+                "defenses": [defense],
+                "seeds": list(range(settings.min_seeds, settings.split_seeds_to)),
+                "attacks": attacks,
+            }
+        )
+    return out

@@ -9,7 +9,8 @@ import pandas as pd
 import yaml
 
 from ..storage import atomic_write
-from .claims import aggregate_shift, evaluate, load, read_runs, split_cells
+from .claims import aggregate_shift, evaluate, load, read_runs, split_cells, split_slices
+from .forest import forest_plot
 from .scorecard import results_markdown
 
 __all__ = ["claims_cmd", "read_results"]
@@ -54,9 +55,15 @@ def _shift_lines(df: pd.DataFrame, claim: dict) -> list[str]:
 
 
 def claims_cmd(
-    claims_path: Path, config_path: Path, runs: dict[str, Path], out_prefix: Path
+    claims_path: Path,
+    config_path: Path,
+    runs: dict[str, Path],
+    out_prefix: Path,
+    slices_for: str | None = None,
 ) -> None:
-    """Decide every claim whose study has records; write ``out_prefix``.csv and .md."""
+    """Decide every claim whose study has records; write ``out_prefix``.csv, .md and .png.
+    With ``slices_for`` (a study), print instead the ``config.yaml`` slices that give its
+    split cells their extra seeds, only what the study does not define yet."""
     settings, claims = load(claims_path)
     config = yaml.safe_load(Path(config_path).read_text())
     frames = {}
@@ -64,6 +71,16 @@ def claims_cmd(
         path = runs.get(study, Path("docs") / study / "runs.csv")
         if Path(path).exists():
             frames[study] = read_runs(path)
+    if slices_for is not None:
+        from ..study import new_slices
+
+        if slices_for not in frames:
+            raise ValueError(f"--slices: no records of study {slices_for!r} (docs/STUDY/runs.csv)")
+        wanted = split_slices(split_cells(frames[slices_for], settings), settings)
+        study = config["definitions"][slices_for]
+        todo = new_slices(slices_for, study, config, wanted)
+        print(yaml.safe_dump({"slices": todo}, sort_keys=False, allow_unicode=True), end="")
+        return
     results = evaluate(claims, frames, settings)
     extra = {
         cid: _shift_lines(frames[c["study"]], c)
@@ -72,9 +89,11 @@ def claims_cmd(
     }
     _write(out_prefix.with_suffix(".csv"), results.to_csv(index=False, float_format=FLOAT_FORMAT))
     _write(
-        out_prefix.with_suffix(".md"), results_markdown(results, claims, settings, config, extra)
+        out_prefix.with_suffix(".md"),
+        results_markdown(results, claims, settings, config, extra, out_prefix.name),
     )
-    print(f"wrote {out_prefix}.csv and {out_prefix}.md ({len(results)} comparisons)")
+    forest_plot(results, out_prefix.with_suffix(".png"))
+    print(f"wrote {out_prefix}.csv, .md and .png ({len(results)} comparisons)")
     for study, df in frames.items():
         split = split_cells(df, settings)
         if len(split):

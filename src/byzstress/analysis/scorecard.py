@@ -120,6 +120,7 @@ def results_markdown(
     settings: Settings,
     config: dict[str, Any],
     extra: dict[str, list[str]] | None = None,
+    prefix: str = "claims-results",
 ) -> str:
     """docs/claims-results.md: per claim, its sentence, setting, rule and every comparison.
     ``extra`` adds lines under a claim (descriptions that are not tests)."""
@@ -135,7 +136,12 @@ def results_markdown(
         f"comparisons at α = {settings.alpha:g}. *Detectable*: the smallest effect a "
         f"one-sided test at α/m detects with {100 * settings.power:g} % power. *Collapsed*: "
         f"diverged or final accuracy ≤ {100 * settings.collapse_final_acc:g} % (exact 95 % "
-        "interval of the rate; Fisher's exact test between the two sides).",
+        "interval of the rate; Fisher's exact test between the two sides). The 95 % "
+        "intervals are not adjusted; outcomes use the Holm-adjusted p-values, so an interval "
+        "can exclude the threshold while its comparison stays inconclusive.",
+        "",
+        f"![Every comparison: estimate, 95 % interval, threshold (dashed), outcome (colour)]"
+        f"({prefix}.png)",
         "",
     ]
     for cid, claim in claims.items():

@@ -92,7 +92,7 @@ def verdicts_block(root: Path) -> str:
     c = claims(_sens(root))
     summ = _summary(c)
     lines = [
-        f"| Claim of the paper | Setting | {' / '.join(VERDICTS)} | columns |",
+        f"| Check (the paper's claim it bears on) | Setting | {' / '.join(VERDICTS)} | columns |",
         "|---|---|---|---|",
     ]
     for claim, text in CLAIMS.items():

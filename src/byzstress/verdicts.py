@@ -76,10 +76,10 @@ __all__ = [
 ]
 
 CLAIMS = {
-    "strength_alie": "larger ALIE strength hurts more: z = 8 below its IID-calibrated default z",
-    "strength_ipm": "larger IPM strength hurts more: ε = 2.5 below ε = 0.1",
-    "alie_far_below": "calibrated ALIE (z=8) drives accuracy far below the other attacks",
-    "alie_strongest": "ALIE (z=8) is the strongest attack in every column, ahead of MinMax/MinSum",
+    "strength_alie": "C1 at one β: ALIE z = 8 below ALIE at its IID-calibrated default z",
+    "strength_ipm": "C1 at one β: IPM ε = 2.5 below IPM ε = 0.1",
+    "alie_far_below": "C3: ALIE (z=8) below every other attack of the setting",
+    "alie_strongest": "C3: ALIE (z=8) below IPM (ε=2.5), MinMax and MinSum",
 }
 ALIE8, IPM25 = "ALIE (z=8)", "IPM (ε=2.5)"
 RIVALS = (ALIE8, IPM25, "MinMax", "MinSum")

@@ -7,14 +7,13 @@ plays no part without an attack). For each setting and defense (a Table-1 *colum
 claims of the seed paper are checked:
 
 ``strength_alie``, ``strength_ipm``
-    Figure 1's shape: the paper's strength hurts more than the IID-calibrated one —
-    ALIE (z=8) below ALIE at its default z; IPM (ε=2.5) below IPM (ε=0.1).
+    C1 at one β (docs/claims.md): the paper's strength hurts more than the IID-calibrated
+    one — ALIE (z=8) below ALIE at its default z; IPM (ε=2.5) below IPM (ε=0.1). With one
+    β this says nothing about heterogeneity, which C1 is about.
 ``alie_far_below``
-    Calibrated ALIE (z=8) "drives accuracy far below" the other attacks: below every other
-    attack of the setting.
+    C3: ALIE (z=8) below every other attack of the setting.
 ``alie_strongest``
-    ALIE (z=8) is the strongest attack of the column, ahead of IPM (ε=2.5), MinMax and
-    MinSum where they ran.
+    C3: ALIE (z=8) below IPM (ε=2.5), MinMax and MinSum where they ran.
 
 (The paper does not claim that IPM is the runner-up: docs/claims.md.)
 

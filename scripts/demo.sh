@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quick start 1: set up, then run the demo study on real Fashion-MNIST (CPU, ~16 min on
+# Quick start 1: set up, then run the demo study on real Fashion-MNIST (CPU, 13-21 min on
 # 2 cores, setup included) and build its report. Outputs land in results/demo/ and report.html.
 set -euo pipefail
 cd "$(dirname "$0")/.."

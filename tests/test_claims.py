@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from byzstress.analysis import claims as C
-from byzstress.analysis.compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED
+from byzstress.analysis.compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED
 from byzstress.analysis.report import FLOAT_FORMAT, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,3 +263,56 @@ def test_split_cells_become_the_slices_that_add_their_seeds(tmp_path, capsys, lo
     printed = yaml.safe_load(capsys.readouterr().out)["slices"]
     assert {s["name"] for s in printed} == {"split-0.1-CM", "split-iid-CCLIP"}
     assert all(s["seeds"] == [5, 6, 7, 8, 9] for s in printed)
+
+
+def test_c1_counts_a_collapse_per_seed_not_per_run(loaded):
+    settings, claims = loaded
+    df = _c1_records(np.random.default_rng(6))
+    # seeds 0 and 1 of CM collapse under every large ALIE strength at β = 0.1: 8 runs, 2 seeds
+    sel = (df["beta"] == "0.1") & (df["defense"] == "CM") & (df["attack"] == "alie")
+    df.loc[sel & df["seed"].isin([0, 1]), "final_acc"] = 0.1
+    out = C.evaluate({"C1": claims["C1"]}, {"figure1cpu": df}, settings)
+    row = out[(out["defense"] == "CM") & out["contrast"].str.startswith("ALIE z ≥")]
+    assert row["collapse_a"].item().startswith("2/5")
+    row = out[(out["defense"] == "CM") & out["contrast"].str.startswith("ALIE z = 8")]
+    assert row["collapse_a"].item().startswith("2/5")
+
+
+def test_no_equivalence_test_where_zero_means_nothing(loaded):
+    """C4's zero (exactly half the no-attack accuracy) and C2's (threshold 10) are no
+    'no effect': those claims have no equivalence test, so they cannot end in 'no effect'
+    even where the estimate sits at zero with tight seeds."""
+    settings, claims = loaded
+    rng = np.random.default_rng(7)
+    df = _table1_records(rng, seeds=10)
+    # ALIE leaves every defense at exactly half of its no-attack accuracy
+    alie = df["attack"] == "alie"
+    df.loc[alie, "max_acc"] = 0.425 + rng.normal(0, 0.001, alie.sum())
+    out = C.evaluate({"C4": claims["C4"]}, {"table1cpu": df}, settings)
+    assert (out["p_equivalent_adj"] == 1.0).all()
+    assert NO_EFFECT not in set(out["outcome"])
+    # while C1 and C3 keep it
+    assert claims["C1"].get("equivalence", True) and claims["C3"].get("equivalence", True)
+
+
+def test_fewer_seeds_than_the_rule_asks_are_provisional(loaded):
+    settings, claims = loaded
+    full = C.evaluate(
+        {"C2": claims["C2"]}, {"table1cpu": _table1_records(np.random.default_rng(8))}, settings
+    )
+    three = _table1_records(np.random.default_rng(8), seeds=3)
+    few = C.evaluate({"C2": claims["C2"]}, {"table1cpu": three}, settings)
+    assert not full["provisional"].any()
+    assert few["provisional"].all()
+
+
+def test_a_split_c1_cell_brings_the_cells_it_pairs_with(loaded):
+    _, claims = loaded
+    split = pd.DataFrame([{"beta": "0.1", "defense": "CM", "attack": "ipm", "strength": 5.0}])
+    out = C.paired_companions(split, claims, "figure1cpu")
+    got = {(r.attack, None if pd.isna(r.strength) else r.strength) for r in out.itertuples()}
+    # the same β and defense's baseline and every strength of C1's IPM contrasts
+    assert got == {("ipm", 5.0), ("none", None), ("ipm", 2.5), ("ipm", 10.0)}
+    assert set(out["beta"]) == {"0.1"} and set(out["defense"]) == {"CM"}
+    # a study no C1 contrast uses brings nothing more
+    assert len(C.paired_companions(split, claims, "table1cpu")) == 1

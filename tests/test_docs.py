@@ -128,3 +128,12 @@ def test_citation_and_license_match_the_package():
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     titles = [r["title"] for r in cff["references"]]
     assert any("Stress-Testing Byzantine Defenses" in t for t in titles)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_generated_blocks_open_and_close_once(page):
+    text = page.read_text()
+    begins = re.findall(r"<!-- begin generated ([\w-]+) -->", text)
+    ends = re.findall(r"<!-- end generated ([\w-]+) -->", text)
+    assert begins == ends, f"{page.relative_to(ROOT)}: begin {begins} / end {ends}"
+    assert len(set(begins)) == len(begins)

@@ -110,9 +110,12 @@ def test_clear_comparisons_support_the_claims_in_every_column():
         for d in "ABCD":
             assert verdict(c, claim, d) == SUPPORTED, (claim, d)
     r = row(c, "alie_strongest", "A")
-    # an intersection-union test of three comparisons: ALIE below IPM, MinMax, MinSum
-    assert r["comparisons"] == 3
-    assert r["seeds"] == "ALIE (z=8): 3, IPM (ε=2.5): 3, MinMax: 3, MinSum: 3"
+    # C3 is an intersection-union test of two comparisons: ALIE below MinMax and MinSum
+    assert r["comparisons"] == 2
+    assert r["seeds"] == "ALIE (z=8): 3, MinMax: 3, MinSum: 3"
+    # "especially ALIE" compares it with every other attack, IPM (ε=2.5) among them
+    r = row(c, "alie_lowest", "A")
+    assert "IPM (ε=2.5): 3" in r["seeds"]
     # each comparison's estimate (b − a) and 95 % Welch interval: IPM 60 − ALIE 40 = +20
     ci = stats.ttest_ind([59, 60, 61], [39, 40, 41], equal_var=False).confidence_interval()
     assert (
@@ -156,18 +159,18 @@ def test_holm_across_columns_makes_a_borderline_column_inconclusive():
 
 
 def test_one_needed_comparison_failing_means_not_supported():
-    # A: MinSum as low as ALIE (one of the three comparisons of alie_strongest is a tie)
+    # A: MinSum as low as ALIE (one of the two comparisons of alie_strongest is a tie)
     # B: MinSum 20 points below ALIE (that comparison goes against the claim)
     cols = {**CLEAR, "A": column(minsum=40.0), "B": column(minsum=20.0)}
     c = claims(tidy(cols))
     assert verdict(c, "alie_strongest", "A") == INCONCLUSIVE
-    assert verdict(c, "alie_far_below", "A") == INCONCLUSIVE
+    assert verdict(c, "alie_lowest", "A") == INCONCLUSIVE
     r = row(c, "alie_strongest", "A")
-    assert r["p_for"] == pytest.approx(0.5)  # the tie's p, the largest of the three
+    assert r["p_for"] == pytest.approx(0.5)  # the tie's p, the larger of the two
     assert verdict(c, "alie_strongest", "B") == CONTRADICTED
     r = row(c, "alie_strongest", "B")
     p_against = welch([19, 20, 21], [39, 40, 41]).p_against
-    assert r["p_against"] == pytest.approx(3 * p_against)  # Bonferroni over 3 comparisons
+    assert r["p_against"] == pytest.approx(2 * p_against)  # Bonferroni over 2 comparisons
     assert verdict(c, "alie_strongest", "C") == SUPPORTED  # the other columns unharmed
 
 
@@ -193,10 +196,12 @@ def test_a_setting_without_the_runs_is_untested_not_failed():
     c = claims(pd.concat([tidy(CLEAR), local], ignore_index=True))
     # local knowledge has ALIE and IPM only: the IID-calibrated strengths are missing
     assert verdict(c, "strength_alie", "A", LOCAL) is None
-    assert verdict(c, "alie_strongest", "A", LOCAL) == SUPPORTED  # 40 below 60, 3 seeds
+    # ... and C3's rivals, MinMax and MinSum
+    assert verdict(c, "alie_strongest", "A", LOCAL) is None
+    assert verdict(c, "alie_lowest", "A", LOCAL) == SUPPORTED  # 40 below 60, 3 seeds
     md = claims_markdown(c)
     assert "| supported / contradicted / inconclusive |" in md
-    assert f"| {CLAIMS['alie_strongest']} | {LOCAL} | 1 / 0 / 0 | A |" in md
+    assert f"| {CLAIMS['alie_lowest']} | {LOCAL} | 1 / 0 / 0 | A |" in md
     assert f"| {CLAIMS['alie_strongest']} | {OMNI} | 4 / 0 / 0 | A, B, C, D |" in md
     assert "Welch" in md and "Holm" in md and "intersection-union" in md
 

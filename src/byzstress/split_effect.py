@@ -121,7 +121,7 @@ def claim_table(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
 
 
 def claim_text(claim: str) -> str:
-    """``alie_far_below+alie_strongest`` -> both claims' texts."""
+    """``alie_lowest+alie_strongest`` -> both claims' texts."""
     return " = ".join(CLAIMS[c] for c in claim.split("+"))
 
 
@@ -162,7 +162,9 @@ def accuracy_table(df: pd.DataFrame, metric: str = "max_acc", alpha: float = ALP
             }
             if s != default and default in values:
                 c = welch(v, values[default])
-                p_two = min(1.0, 2 * min(c.p_for, c.p_against))  # nan stays nan
+                # two-sided p from the one-sided ones; nan (no test) stays nan
+                one = min(c.p_for, c.p_against)
+                p_two = math.nan if math.isnan(one) else min(1.0, 2 * one)
                 row |= {
                     "diff": c.estimate,
                     "ci_low": c.ci_low,

@@ -10,10 +10,11 @@ claims of the seed paper are checked:
     C1 at one β (docs/claims.md): the paper's strength hurts more than the IID-calibrated
     one — ALIE (z=8) below ALIE at its default z; IPM (ε=2.5) below IPM (ε=0.1). With one
     β this says nothing about heterogeneity, which C1 is about.
-``alie_far_below``
-    C3: ALIE (z=8) below every other attack of the setting.
+``alie_lowest``
+    C2's "especially ALIE": ALIE (z=8) below every other attack of the setting (the paper's
+    Table 1 has ALIE's row lowest in every column).
 ``alie_strongest``
-    C3: ALIE (z=8) below IPM (ε=2.5), MinMax and MinSum where they ran.
+    C3: ALIE (z=8) below MinMax and MinSum where they ran.
 
 (The paper does not claim that IPM is the runner-up: docs/claims.md.)
 
@@ -77,11 +78,12 @@ __all__ = [
 CLAIMS = {
     "strength_alie": "C1 at one β: ALIE z = 8 below ALIE at its IID-calibrated default z",
     "strength_ipm": "C1 at one β: IPM ε = 2.5 below IPM ε = 0.1",
-    "alie_far_below": "C3: ALIE (z=8) below every other attack of the setting",
-    "alie_strongest": "C3: ALIE (z=8) below IPM (ε=2.5), MinMax and MinSum",
+    "alie_lowest": "C2's 'especially ALIE': ALIE (z=8) below every other attack",
+    "alie_strongest": "C3: ALIE (z=8) below MinMax and MinSum",
 }
 ALIE8, IPM25 = "ALIE (z=8)", "IPM (ε=2.5)"
-RIVALS = (ALIE8, IPM25, "MinMax", "MinSum")
+#: the attacks C3 says ALIE outperforms
+RIVALS = ("MinMax", "MinSum")
 #: the family-wise error rate of each claim (claims.yaml's alpha)
 ALPHA = 0.05
 #: a tested column's verdicts, in the order the rule tries them
@@ -327,10 +329,10 @@ def claims(df: pd.DataFrame, metric: str = "max_acc", alpha: float = ALPHA) -> p
 
         alie = attacked.get(ALIE8)
         others = [c for n, c in attacked.items() if n != ALIE8]
-        rivals = [attacked[n] for n in RIVALS[1:] if n in attacked]
+        rivals = [attacked[n] for n in RIVALS if n in attacked]
         far = [below(alie, o) for o in others] if alie else []
         strongest = [below(alie, r) for r in rivals] if alie else []
-        rows.append(_row(common, "alie_far_below", far or None))
+        rows.append(_row(common, "alie_lowest", far or None))
         rows.append(_row(common, "alie_strongest", strongest or None))
     return _decide(pd.DataFrame(rows, columns=COLUMNS), alpha)
 

@@ -11,9 +11,10 @@ For samples ``a`` and ``b`` (one value per seed, points of accuracy) the effect 
   ``statsmodels.stats.weightstats.ttost_ind`` with unequal variances) of |effect| < bound,
 - **Holm's step-down correction** (Holm 1979; ``statsmodels.stats.multitest.multipletests``)
   of each of those three families of p-values across the comparisons of one claim,
-- the **smallest detectable effect**: the effect a one-sided t-test at level α/m (Holm's
-  strictest step) detects with the given power, for the seeds per side and the pooled
-  standard deviation (``statsmodels.stats.power.TTestIndPower``),
+- the **smallest detectable effect**: the excess over the threshold that a one-sided
+  two-sample t-test at level α/m (Holm's strictest step) detects with the given power, for
+  the seeds per side and their pooled standard deviation (Student's power calculation,
+  ``statsmodels.stats.power.TTestIndPower``, the usual approximation for Welch's test),
 - **collapse rates** with exact Clopper–Pearson intervals (``scipy.stats.binomtest``) and
   Fisher's exact test of two rates (``scipy.stats.fisher_exact``).
 
@@ -70,7 +71,7 @@ class Comparison:
     sd_a: float
     sd_b: float
     threshold: float
-    bound: float
+    bound: float | None
     p_for: float
     p_against: float
     p_equivalent: float
@@ -95,12 +96,13 @@ def welch(
     a: Sequence[float],
     b: Sequence[float],
     threshold: float = 0.0,
-    bound: float = 3.0,
+    bound: float | None = 3.0,
     confidence: float = 0.95,
 ) -> Comparison:
     """The effect ``mean(a) − mean(b)``, its Welch t-interval at ``confidence`` and the raw
     one-sided p-values for (effect > ``threshold``), against (effect < ``threshold``) and of
-    equivalence (|effect| < ``bound``). With fewer than two values on a side, or no spread
+    equivalence (|effect| < ``bound``; none where ``bound`` is None, for an estimand
+    whose zero means nothing). With fewer than two values on a side, or no spread
     on both, nothing can be said: the interval and p-values are nan (inconclusive)."""
     xa, xb = _clean(a), _clean(b)
     na, nb = len(xa), len(xb)
@@ -115,7 +117,7 @@ def welch(
     # a test of effect > τ is a test of (a − τ) against b
     p_for = stats.ttest_ind(xa - threshold, xb, equal_var=False, alternative="greater").pvalue
     p_against = stats.ttest_ind(xa - threshold, xb, equal_var=False, alternative="less").pvalue
-    p_eq = ttost_ind(xa, xb, -bound, bound, usevar="unequal")[0]
+    p_eq = math.nan if bound is None else ttost_ind(xa, xb, -bound, bound, usevar="unequal")[0]
     return Comparison(
         est,
         float(ci.low),

@@ -9,7 +9,15 @@ import pandas as pd
 import yaml
 
 from ..storage import atomic_write
-from .claims import aggregate_shift, evaluate, load, read_runs, split_cells, split_slices
+from .claims import (
+    aggregate_shift,
+    evaluate,
+    load,
+    paired_companions,
+    read_runs,
+    split_cells,
+    split_slices,
+)
 from .forest import forest_plot
 from .scorecard import results_markdown
 
@@ -31,6 +39,10 @@ def read_results(path: str | Path) -> pd.DataFrame:
     )
 
 
+def _beta_text(beta: str) -> str:
+    return "IID" if beta == "iid" else f"β = {beta}"
+
+
 def _shift_lines(df: pd.DataFrame, claim: dict) -> list[str]:
     shift = aggregate_shift(df, claim)
     b1, b0 = str(claim["beta"]), str(claim["reference_beta"])
@@ -38,12 +50,11 @@ def _shift_lines(df: pd.DataFrame, claim: dict) -> list[str]:
         "How far each defense's output sits from the honest clients' mean (the records' "
         "`diag_rel_err`, ‖aggregate − honest mean‖ / ‖honest mean‖ over training, mean "
         'over seeds): a description of what "undetected" can mean here, not a test. '
-        "Where the attacked shift grows from IID to β = "
-        f"{b1} while the defense still lets it through, the larger perturbation went "
-        "undetected.",
+        f"Where the attacked shift grows from {_beta_text(b0)} to {_beta_text(b1)} while the "
+        "defense still lets it through, the larger perturbation went undetected.",
         "",
-        f"| defense | contrast | no attack, IID | attack, IID | no attack, β = {b1} | "
-        f"attack, β = {b1} |",
+        f"| defense | contrast | no attack, {_beta_text(b0)} | attack, {_beta_text(b0)} | "
+        f"no attack, {_beta_text(b1)} | attack, {_beta_text(b1)} |",
         "|---|---|---|---|---|---|",
     ]
     for r in shift.to_dict("records"):
@@ -76,7 +87,8 @@ def claims_cmd(
 
         if slices_for not in frames:
             raise ValueError(f"--slices: no records of study {slices_for!r} (docs/STUDY/runs.csv)")
-        wanted = split_slices(split_cells(frames[slices_for], settings), settings)
+        split = paired_companions(split_cells(frames[slices_for], settings), claims, slices_for)
+        wanted = split_slices(split, settings)
         study = config["definitions"][slices_for]
         todo = new_slices(slices_for, study, config, wanted)
         print(yaml.safe_dump({"slices": todo}, sort_keys=False, allow_unicode=True), end="")
@@ -88,6 +100,9 @@ def claims_cmd(
         if c["estimand"] == "heterogeneity_effect" and c["study"] in frames
     }
     _write(out_prefix.with_suffix(".csv"), results.to_csv(index=False, float_format=FLOAT_FORMAT))
+    # the page and the picture show what the table holds, rounded once (the README's
+    # blocks read the same table)
+    results = read_results(out_prefix.with_suffix(".csv"))
     _write(
         out_prefix.with_suffix(".md"),
         results_markdown(results, claims, settings, config, extra, out_prefix.name),

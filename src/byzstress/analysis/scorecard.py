@@ -21,7 +21,11 @@ def setting_text(study: str, definition: dict[str, Any], betas: str) -> str:
     """A study's training setting in one line, from its config.yaml definition."""
     train = definition.get("train", {})
     n = train.get("n")
-    byz = f"b = {train['f']}" if "f" in train else f"δ = {100 * train.get('delta', 0):g} %"
+    byz = (
+        f"f = {train['f']} Byzantine"
+        if "f" in train
+        else f"δ = {100 * train.get('delta', 0):g} % Byzantine"
+    )
     data = _DATASETS.get(definition.get("dataset"), definition.get("dataset"))
     return f"`{study}`: {data}, n = {n}, {byz}, {train.get('steps')} steps, β {betas}"
 
@@ -91,7 +95,8 @@ def _table(rows: pd.DataFrame, a_side: str, b_side: str) -> list[str]:
         p = " / ".join(fmt(x, 3) for x in (r.p_for_adj, r.p_against_adj, r.p_equivalent_adj))
         out.append(
             f"| {r.beta} | {r.defense} | {r.contrast} | {r.seeds} | {fmt(r.estimate)} "
-            f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}] | {p} | **{r.outcome}** | "
+            f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}] | {p} | **{r.outcome}**"
+            f"{' (provisional)' if r.provisional else ''} | "
             f"{fmt(r.detectable)} | {r.collapse_a} | {r.collapse_b} | {fmt(r.collapse_p, 3)} |"
         )
     return out

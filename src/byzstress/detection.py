@@ -36,13 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .outputs import save_figure, write_csv, write_text
 from .reporting import (
     METRIC_TEXT,
     NO_ATTACK,
-    _order,
-    _save_fig,
-    _write_csv,
-    _write_text,
+    in_order,
     read_tidy,
     strength_grid,
 )
@@ -108,7 +106,7 @@ def detection_figure(t: pd.DataFrame):
 
     matplotlib.use("Agg")
 
-    g = strength_grid(t, "strength_value", "kept", _beta_order(_order(t["beta"])))
+    g = strength_grid(t, "strength_value", "kept", _beta_order(in_order(t["beta"])))
     for ax in g.axes.flat:
         ax.axhline(KEPT_THRESHOLD, ls="--", lw=1, color="grey")
     g.set_axis_labels("attack strength (ALIE z, IPM ε)", "Byzantine share kept / (f/n)")
@@ -148,6 +146,6 @@ def detection_cmd(csv: Path, prefix: Path, metric: str) -> None:
     β, defense, attack and strength."""
     df = read_tidy(csv)
     t = strength_table(df, metric)
-    _write_csv(Path(f"{prefix}.csv"), t)
-    _write_text(Path(f"{prefix}.md"), detection_markdown(t, metric))
-    _save_fig(detection_figure(t), [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])
+    write_csv(Path(f"{prefix}.csv"), t)
+    write_text(Path(f"{prefix}.md"), detection_markdown(t, metric))
+    save_figure(detection_figure(t), [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])

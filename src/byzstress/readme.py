@@ -33,10 +33,10 @@ from .verdicts import (
     RULE_TEXT,
     VERDICTS,
     Cell,
-    _summary,
     below,
     ci_text,
     claims,
+    verdict_summary,
 )
 
 __all__ = ["BLOCKS", "FILES", "check", "render"]
@@ -90,7 +90,7 @@ def verdicts_block(root: Path) -> str:
     """Per claim and setting: in how many defense columns it is supported, contradicted,
     inconclusive (:func:`byzstress.verdicts.claims`: Welch tests, Holm across columns)."""
     c = claims(_sens(root))
-    summ = _summary(c)
+    summ = verdict_summary(c)
     lines = [
         f"| Check (the paper's claim it bears on) | Setting | {' / '.join(VERDICTS)} | columns |",
         "|---|---|---|---|",

@@ -18,8 +18,8 @@ import pandas as pd
 from . import paper
 from .attacks import alie_default_z
 from .grammar import parse
+from .outputs import save_figure, write_csv, write_text
 from .spec import RunSpec
-from .storage import atomic_write
 
 __all__ = [
     "attack_label",
@@ -207,14 +207,6 @@ def collect(paths: list[Path]) -> pd.DataFrame:
     return df
 
 
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda fh: fh.write(text.encode()))
-
-
-def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    _write_text(path, df.to_csv(index=False))
-
-
 def read_tidy(csv: Path) -> pd.DataFrame:
     """Read :func:`collect`'s CSV back with β, strength and variant as text ("iid", "auto",
     "")."""
@@ -225,10 +217,11 @@ def read_tidy(csv: Path) -> pd.DataFrame:
 
 
 def collect_cmd(runs: list[Path], out: Path) -> None:
-    _write_csv(out, collect(runs))
+    write_csv(out, collect(runs))
 
 
-def _order(values: pd.Series) -> list:
+def in_order(values: pd.Series) -> list:
+    """The distinct values in the order they first appear."""
     return list(dict.fromkeys(values))
 
 
@@ -302,11 +295,11 @@ def _grid(
 ):
     """Cells by (β, defense) column and attack row, in ``rows`` / ``defenses`` order when
     given, else in order of first appearance."""
-    cols = [(b, d) for b in _order(t["beta"]) for d in defenses or _order(t["defense_label"])]
+    cols = [(b, d) for b in in_order(t["beta"]) for d in defenses or in_order(t["defense_label"])]
     cols = [c for c in cols if ((t["beta"] == c[0]) & (t["defense_label"] == c[1])).any()]
     if rows is not None:
         return cols, _body(t, bold, with_paper, cols, rows)
-    rows = _order(t["attack_label"])
+    rows = in_order(t["attack_label"])
     rows = [a for a in rows if a.startswith(NO_ATTACK)] + [
         a for a in rows if not a.startswith(NO_ATTACK)
     ]
@@ -343,7 +336,7 @@ def table_markdown(
             head.append(f"{d} (β={b}) paper")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
-    ds = ", ".join(_order(t["dataset"]))
+    ds = ", ".join(in_order(t["dataset"]))
     what = METRIC_TEXT.get(str(t.attrs.get("metric", "max_acc")), "accuracy")
     notes = [
         "",
@@ -402,9 +395,9 @@ def table_cmd(csv: Path, prefix: Path, metric: str, with_paper: bool) -> None:
     df = read_tidy(csv)
     t = table(df, metric, with_paper)
     t.attrs["metric"] = metric
-    _write_csv(Path(f"{prefix}.csv"), t)
-    _write_text(Path(f"{prefix}.md"), table_markdown(t, with_paper))
-    _write_text(Path(f"{prefix}.tex"), table_latex(t, with_paper))
+    write_csv(Path(f"{prefix}.csv"), t)
+    write_text(Path(f"{prefix}.md"), table_markdown(t, with_paper))
+    write_text(Path(f"{prefix}.tex"), table_latex(t, with_paper))
 
 
 # ------------------------------------------------------------------------- figures
@@ -414,16 +407,6 @@ def table_cmd(csv: Path, prefix: Path, metric: str, with_paper: bool) -> None:
 # can split (one survives an attack, two do not), mean ± sd runs past 0 % or 100 %, and
 # below 0 on the diagnostics' log axes.
 SEED_BAND = ("pi", 100)
-
-
-def _save_fig(fig: Any, paths: list[Path]) -> None:
-    for p in paths:
-        suffix = p.suffix.lstrip(".")
-
-        def write(fh, fmt=suffix):
-            fig.savefig(fh, format=fmt, bbox_inches="tight", dpi=150)
-
-        atomic_write(p, write)
 
 
 def strength_grid(data: pd.DataFrame, x: str, y: str, betas: list):
@@ -476,16 +459,16 @@ def figure(df: pd.DataFrame, metric: str = "max_acc"):
         x = "attack_label"
     else:
         x = "strength_value"
-    g = strength_grid(swept, x, "acc", _order(d["beta"]))
+    g = strength_grid(swept, x, "acc", in_order(d["beta"]))
     base = d[d["attack_name"] == NO_ATTACK].groupby(["beta", "defense"])["acc"].mean()
-    palette = dict(zip(_order(swept["defense"]), sns.color_palette(n_colors=32), strict=False))
+    palette = dict(zip(in_order(swept["defense"]), sns.color_palette(n_colors=32), strict=False))
     for (_, beta), ax in g.axes_dict.items():
         for (b, dfn), v in base.items():
             if b == beta and dfn in palette:
                 ax.axhline(v, ls=":", lw=1, color=palette[dfn])
     g.set_axis_labels("attack strength (ALIE z, IPM ε)", f"{metric.replace('_', ' ')} (%)")
     g.figure.suptitle(
-        f"{', '.join(_order(d['dataset']))}: accuracy vs attack strength (dotted: no attack)",
+        f"{', '.join(in_order(d['dataset']))}: accuracy vs attack strength (dotted: no attack)",
         y=1.02,
     )
     return g.figure
@@ -494,7 +477,7 @@ def figure(df: pd.DataFrame, metric: str = "max_acc"):
 def figure_cmd(csv: Path, prefix: Path, metric: str) -> None:
     df = read_tidy(csv)
     fig = figure(df, metric)
-    _save_fig(fig, [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])
+    save_figure(fig, [Path(f"{prefix}.png"), Path(f"{prefix}.pdf")])
 
 
 def curves_cmd(runs: list[Path], out: Path) -> None:
@@ -536,7 +519,7 @@ def curves_cmd(runs: list[Path], out: Path) -> None:
         facet_kws={"margin_titles": True},
     )
     g.set_axis_labels("step", "test accuracy (%)")
-    _save_fig(g.figure, [out])
+    save_figure(g.figure, [out])
 
 
 # ------------------------------------------------------------------------- leaderboard
@@ -577,7 +560,7 @@ def leaderboard_cmd(csv: Path, prefix: Path, metric: str) -> None:
 
     df = read_tidy(csv)
     lb = leaderboard(df, metric)
-    _write_csv(Path(f"{prefix}.csv"), lb)
+    write_csv(Path(f"{prefix}.csv"), lb)
     lines = [
         "| Defense | β | worst-case acc (%) | by attack | no attack (%) | drop |",
         "|---|---|---|---|---|---|",
@@ -589,7 +572,7 @@ def leaderboard_cmd(csv: Path, prefix: Path, metric: str) -> None:
             f"{r['drop']:.2f} |"
         )
     lines += ["", _metric_note(metric)]
-    _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
+    write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
     acc = lb.pivot(index="defense", columns="beta", values="worst_case")
     who = lb.pivot(index="defense", columns="beta", values="worst_attack")
     annot = acc.round(1).astype(str) + "\n" + who.astype(str)
@@ -607,7 +590,7 @@ def leaderboard_cmd(csv: Path, prefix: Path, metric: str) -> None:
     )
     ax.set_xlabel("β")
     ax.set_title("Worst-case accuracy over all attacks and strengths")
-    _save_fig(fig, [Path(f"{prefix}.png")])
+    save_figure(fig, [Path(f"{prefix}.png")])
 
 
 def calibration(df: pd.DataFrame, fraction: float = 0.5, metric: str = "max_acc") -> pd.DataFrame:
@@ -659,7 +642,7 @@ def calibration(df: pd.DataFrame, fraction: float = 0.5, metric: str = "max_acc"
 def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> None:
     df = read_tidy(csv)
     cal = calibration(df, fraction, metric)
-    _write_csv(Path(f"{prefix}.csv"), cal)
+    write_csv(Path(f"{prefix}.csv"), cal)
     lines = [
         "| Dataset | β | Defense | Attack | no attack | most damaging (acc) | "
         f"breaking (< {fraction:g}× clean) | IID default (acc) | auto (acc) |",
@@ -675,4 +658,4 @@ def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> No
             f"{r['acc_at_auto']:.2f} |"
         )
     lines += ["", _metric_note(metric)]
-    _write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")
+    write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")

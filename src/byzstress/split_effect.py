@@ -26,7 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis.compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, holm, welch
-from .reporting import DEFAULTS, METRIC_TEXT, _write_csv, _write_text, read_tidy
+from .outputs import write_csv, write_text
+from .reporting import DEFAULTS, METRIC_TEXT, read_tidy
 from .verdicts import ALPHA, CLAIMS, RULE_TEXT, claims, verdict_text
 
 __all__ = [
@@ -294,6 +295,6 @@ def split_effect_cmd(csv: Path, prefix: Path, metric: str = "max_acc") -> None:
         raise ValueError(f"{str(csv)!r}: {err}") from err
     ct = claim_table(df, metric)
     acc = accuracy_table(df, metric)
-    _write_csv(Path(f"{prefix}-claims.csv"), ct)
-    _write_csv(Path(f"{prefix}-accuracy.csv"), acc)
-    _write_text(Path(f"{prefix}.md"), markdown(ct, acc, heterogeneity(df), metric))
+    write_csv(Path(f"{prefix}-claims.csv"), ct)
+    write_csv(Path(f"{prefix}-accuracy.csv"), acc)
+    write_text(Path(f"{prefix}.md"), markdown(ct, acc, heterogeneity(df), metric))

@@ -48,13 +48,11 @@ from typing import Any
 import pandas as pd
 
 from .analysis.compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Comparison, holm, welch
+from .outputs import save_figure, write_csv, write_text
 from .reporting import (
     METRIC_TEXT,
     NO_ATTACK,
     SEED_BAND,
-    _save_fig,
-    _write_csv,
-    _write_text,
     is_baseline,
     read_tidy,
     summarise,
@@ -73,6 +71,7 @@ __all__ = [
     "intersection_union",
     "sensitivity_cmd",
     "verdict_of",
+    "verdict_summary",
 ]
 
 CLAIMS = {
@@ -344,7 +343,7 @@ def verdict_text(verdict: str | None) -> str:
     return str(verdict)
 
 
-def _summary(c: pd.DataFrame) -> pd.DataFrame:
+def verdict_summary(c: pd.DataFrame) -> pd.DataFrame:
     """Per (claim, setting): in how many tested columns the claim is supported,
     contradicted, inconclusive, and which (``✗`` contradicted, ``?`` inconclusive)."""
     tested = c[c["verdict"].notna()]
@@ -366,7 +365,7 @@ def _p(x: float) -> str:
 
 
 def claims_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
-    summ = _summary(c)
+    summ = verdict_summary(c)
     counts = " / ".join(VERDICTS)
     lines = [
         f"| Claim | Setting | {counts} | columns (✗ {CONTRADICTED}, ? {INCONCLUSIVE}) |",
@@ -534,11 +533,11 @@ def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> N
     are written (e.g. from a published ``runs.csv`` alone)."""
     df = read_tidy(csv)
     c = claims(df, metric)
-    _write_csv(Path(f"{prefix}-claims.csv"), c)
-    _write_text(Path(f"{prefix}-claims.md"), claims_markdown(c, metric))
+    write_csv(Path(f"{prefix}-claims.csv"), c)
+    write_text(Path(f"{prefix}-claims.md"), claims_markdown(c, metric))
     t = diagnostics_table(df, metric)
-    _write_csv(Path(f"{prefix}-diagnostics.csv"), t)
-    _write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t, metric))
+    write_csv(Path(f"{prefix}-diagnostics.csv"), t)
+    write_text(Path(f"{prefix}-diagnostics.md"), diagnostics_markdown(t, metric))
     if not runs:
         return
 
@@ -548,5 +547,5 @@ def sensitivity_cmd(csv: Path, runs: list[Path], prefix: Path, metric: str) -> N
     beta, variant = omni.groupby(["beta", "variant"]).size().idxmax()
     main = omni[(omni["beta"] == beta) & (omni["variant"] == variant)]
     sel = curves[curves["path"].isin(set(main["path"]))]
-    _save_fig(diagnostics_figure(sel), [Path(f"{prefix}-diagnostics.png")])
-    _save_fig(baseline_figure(curves), [Path(f"{prefix}-baseline.png")])
+    save_figure(diagnostics_figure(sel), [Path(f"{prefix}-diagnostics.png")])
+    save_figure(baseline_figure(curves), [Path(f"{prefix}-baseline.png")])

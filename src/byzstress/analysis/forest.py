@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..storage import atomic_write
+from ..outputs import save_figure
 from .compare import OUTCOMES
 
 __all__ = ["forest_plot"]
@@ -54,8 +54,5 @@ def forest_plot(results: pd.DataFrame, path: Path) -> None:
     axes[0].legend(handles=handles, fontsize=7, loc="lower right")
     fig.tight_layout()
 
-    def write(fh):
-        fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
-
-    atomic_write(path, write)
+    save_figure(fig, [path], dpi=120)
     plt.close(fig)

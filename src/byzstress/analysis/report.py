@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..storage import atomic_write
+from ..outputs import write_text
 from .claims import (
     aggregate_shift,
     evaluate,
@@ -29,7 +29,7 @@ FLOAT_FORMAT = "%.6g"
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    write_text(path, text)
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

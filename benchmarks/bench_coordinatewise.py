@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_step as bs  # noqa: I001
-from byzstress.defenses import extreme_rows
+from byzstress.threats.defenses import extreme_rows
 
 
 def candidates(n: int, f: int) -> dict[str, dict]:

@@ -15,7 +15,7 @@ trMean(NNM).
 
 Baselines:
 
-* ``byzstress`` -- ``byzstress.training.Simulator(RunSpec(...)).step()`` (gradient engine
+* ``byzstress`` -- ``byzstress.sim.training.Simulator(RunSpec(...)).step()`` (gradient engine
   ``auto``: the fused ``expanded`` engine on the CPU, ``vmap`` on CUDA).
 * ``byzstress-vmap`` / ``byzstress-expanded`` -- the same simulator with that gradient
   engine (by default only the one that differs from ``byzstress`` on the device runs).
@@ -73,12 +73,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from byzstress import __version__ as BYZSTRESS_VERSION
-from byzstress import data, defenses, gradients, models
-from byzstress.attacks import AttackContext, mean_std
-from byzstress.partition import PaddedShares, client_shares
-from byzstress.runner import cpu_model
-from byzstress.spec import RunSpec
-from byzstress.training import Simulator
+from byzstress.runs.runner import cpu_model
+from byzstress.sim import data, gradients, models
+from byzstress.sim.partition import PaddedShares, client_shares
+from byzstress.sim.spec import RunSpec
+from byzstress.sim.training import Simulator
+from byzstress.threats import defenses
+from byzstress.threats.attacks import AttackContext, mean_std
 
 SECTIONS = ("step", "defenses", "scaling", "cifar")
 BASELINES = ("byzstress", "byzstress-vmap", "byzstress-expanded", "floor", "naive", "byzfl")
@@ -243,7 +244,7 @@ def _patched_load(
     device: torch.device | str = "cpu",
     download: bool = False,
 ) -> data.TensorData:
-    """Benchmark-process replacement of ``byzstress.data.load``: loads each split once
+    """Benchmark-process replacement of ``byzstress.sim.data.load``: loads each split once
     (several Simulators are built), and serves the random stand-in for CIFAR-10 when one
     was registered by :func:`fake_cifar10`."""
     dev = str(torch.device(device))
@@ -273,7 +274,7 @@ def cifar10_present(root: Path) -> bool:
 
 class ClientSampler:
     """Each honest client's mini-batch from the same Dirichlet shares byzstress uses
-    (byzstress.partition), drawn as one gather; used by ``floor`` and ``naive``."""
+    (byzstress.sim.partition), drawn as one gather; used by ``floor`` and ``naive``."""
 
     def __init__(self, s: Setting, train: data.TensorData, device: torch.device) -> None:
         honest, _ = client_shares(train.y.cpu().numpy(), s.n, s.f, s.beta, s.seed)
@@ -1060,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [
             "medians over individually timed steps after warm-up; ratios are time ratios "
             "(X_over_byzstress_time = steps/s of byzstress / steps/s of X)",
-            "byzstress.data.load is wrapped in this process to load each split once (and to "
+            "byzstress.sim.data.load is wrapped in this process to load each split once (and to "
             "serve random CIFAR-10-shaped tensors when CIFAR-10 is absent)",
         ],
     }

@@ -5,7 +5,7 @@ sharing one GPU pay.
 Sections:
 
 * ``estimate`` -- expands the study exactly as the workflow does
-  (:func:`byzstress.study.expand_study`), groups its runs by what decides a step's cost
+  (:func:`byzstress.runs.study.expand_study`), groups its runs by what decides a step's cost
   (attack, strength, knowledge, defense; beta and seed do not change the work), builds one
   ``Simulator`` per group and times its ``step()`` (synchronised before and after, as the
   run loop does on CUDA) and its ``evaluate()``. A run costs ``steps * step +
@@ -44,10 +44,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_step as bs  # noqa: I001  (also installs the load-once data wrapper)
-from byzstress.spec import RunSpec
-from byzstress.study import Run, expand_study
-from byzstress.batch import SimulatorBatch
-from byzstress.training import Simulator
+from byzstress.sim.spec import RunSpec
+from byzstress.runs.study import Run, expand_study
+from byzstress.sim.batch import SimulatorBatch
+from byzstress.sim.training import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
 COST_KEYS = ("attack", "strength", "knowledge", "defense")

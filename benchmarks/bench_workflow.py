@@ -65,7 +65,7 @@ def log(msg: str) -> None:
 def study_runs(repo: Path, config: dict[str, Any], study: str) -> list[Any]:
     """The study's runs as the workflow of ``repo`` expands them (its own ``src/``)."""
     sys.path.insert(0, str(repo / "src"))
-    from byzstress.study import expand_study
+    from byzstress.runs.study import expand_study
 
     defs = config.get("definitions", {})
     if study not in defs:
@@ -74,7 +74,7 @@ def study_runs(repo: Path, config: dict[str, Any], study: str) -> list[Any]:
 
 
 def cpu_model() -> str:
-    # not byzstress.runner's reader: this script imports byzstress only from the checkout
+    # not byzstress.runs.runner's reader: this script imports byzstress only from the checkout
     # it times (study_runs), which may be older than ours
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -4,7 +4,7 @@
 For a few cells (attack x defense) and seeds, the same Fashion-MNIST setting is trained
 twice, and the test accuracies are printed side by side:
 
-* **byzstress** -- ``byzstress.runner.run(RunSpec(...))``, the code under test;
+* **byzstress** -- ``byzstress.runs.runner.run(RunSpec(...))``, the code under test;
 * **ByzFL** -- ByzFL 0.0.11's framework classes (``byzfl.Client`` per client,
   ``byzfl.Server`` with its ``RobustAggregator``, ``byzfl.ByzantineClient``); one step is the
   body of the ``DSGD`` loop of ``byzfl.benchmark.train.start_training``, as
@@ -56,15 +56,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# bench_step wraps byzstress.data.load with a per-process cache (each split loads once)
+# bench_step wraps byzstress.sim.data.load with a per-process cache (each split loads once)
 import bench_step as bs  # noqa: I001
-from byzstress import data, runner, training
-from byzstress.partition import PaddedShares
-from byzstress.spec import RunSpec
-from byzstress.training import Simulator
+from byzstress.sim import data, training
+from byzstress.runs import runner
+from byzstress.sim.partition import PaddedShares
+from byzstress.sim.spec import RunSpec
+from byzstress.sim.training import Simulator
 
 DEFAULT_CELLS = "none:trmean(nnm),none:rfa(buck),alie8:trmean(nnm),alie8:rfa(buck)"
-FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530  # byzstress.data's normalisation of Fashion-MNIST
+FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530  # byzstress.sim.data's normalisation of Fashion-MNIST
 
 # --------------------------------------------------------------------------- cells
 
@@ -477,7 +478,7 @@ def deviations(args: argparse.Namespace) -> list[str]:
         "tensors and normalises per batch with the same constants. ByzFL's own benchmark "
         "adds RandomHorizontalFlip for Fashion-MNIST; left out, as byzstress does not augment "
         "Fashion-MNIST",
-        f"data split: byzstress's Dirichlet(beta={args.beta}) shares (byzstress.partition, "
+        f"data split: byzstress's Dirichlet(beta={args.beta}) shares (byzstress.sim.partition, "
         "redrawn until every client holds >= min_samples) for both sides, not ByzFL's "
         "DataDistributor('dirichlet_niid')",
         batches,

@@ -32,11 +32,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from byzstress import gradients
-from byzstress.batch import SimulatorBatch
-from byzstress.runner import kernels
-from byzstress.spec import RunSpec
-from byzstress.training import Simulator
+from byzstress.runs.runner import kernels
+from byzstress.sim import gradients
+from byzstress.sim.batch import SimulatorBatch
+from byzstress.sim.spec import RunSpec
+from byzstress.sim.training import Simulator
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

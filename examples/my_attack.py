@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import torch
 
-from byzstress.attacks import Attack, AttackContext, mean_std, register_attack
+from byzstress.threats.attacks import Attack, AttackContext, mean_std, register_attack
 
 
 @register_attack

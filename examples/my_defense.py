@@ -8,7 +8,7 @@ examples/my_defense.py --defense normfilter``.
 
 import torch
 
-from byzstress.defenses import Rule, register_rule
+from byzstress.threats.defenses import Rule, register_rule
 
 
 @register_rule

@@ -18,7 +18,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(scope="session")
 def fmnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from byzstress import data
+    from byzstress.sim import data
 
     root = tmp_path_factory.mktemp("data")
     data.load("fmnist", root, train=False)  # stages the Debian files or fails loudly

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from byzstress import attacks
-from byzstress.attacks import AttackContext, alie_default_z, build
-from byzstress.defenses import build as build_defense
+from byzstress.threats import attacks
+from byzstress.threats.attacks import AttackContext, alie_default_z, build
+from byzstress.threats.defenses import build as build_defense
 
 # hand-computed values and properties in float32: rerun under other CPU kernels
 pytestmark = pytest.mark.numerics

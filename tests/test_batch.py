@@ -1,14 +1,14 @@
-"""Runs trained in lockstep (byzstress.batch) match the same runs trained alone."""
+"""Runs trained in lockstep (byzstress.sim.batch) match the same runs trained alone."""
 
 import json
 
 import pytest
 import torch
 
-from byzstress.batch import SimulatorBatch, check_batchable
-from byzstress.runner import run_batch
-from byzstress.spec import RunSpec, SpecError
-from byzstress.training import Simulator
+from byzstress.runs.runner import run_batch
+from byzstress.sim.batch import SimulatorBatch, check_batchable
+from byzstress.sim.spec import RunSpec, SpecError
+from byzstress.sim.training import Simulator
 
 BASE = {
     "steps": 6,

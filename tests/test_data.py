@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from byzstress import data
+from byzstress.sim import data
 
 
 def test_fashion_mnist_from_the_debian_package(fmnist_root):

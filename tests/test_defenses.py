@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from byzstress import defenses
-from byzstress.defenses import build
+from byzstress.threats import defenses
+from byzstress.threats.defenses import build
 
 # hand-computed values and properties in float32: rerun under other CPU kernels
 pytestmark = pytest.mark.numerics
@@ -432,7 +432,7 @@ def test_diagnose_needs_a_traced_call():
 
 
 def test_radii_scale_to_the_momentum_form():
-    from byzstress.spec import RunSpec
+    from byzstress.sim.spec import RunSpec
 
     d = build("rfa(buck, clip[c=2])", 17, 3)
     d.scale_radii(0.1)

@@ -1,4 +1,5 @@
-"""Detection per strength (byzstress.detection), a description, on hand-made diagnostics."""
+"""Detection per strength (byzstress.analysis.detection), a description, on hand-made
+diagnostics."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from byzstress.detection import KEPT_THRESHOLD, detection, strength_table
+from byzstress.analysis.detection import KEPT_THRESHOLD, detection, strength_table
 
 # beta -> strength -> (accuracy %, Byzantine share of the rule's output); f/n = 4/20 = 0.2
 ALIE = {
@@ -82,7 +83,7 @@ def test_the_command_writes_the_descriptive_table_only(tmp_path):
     import subprocess
     import sys
 
-    from byzstress.detection import detection_markdown
+    from byzstress.analysis.detection import detection_markdown
 
     csv = tmp_path / "runs.csv"
     runs().to_csv(csv, index=False)
@@ -106,7 +107,7 @@ def test_the_command_writes_the_descriptive_table_only(tmp_path):
 
 
 def test_the_retired_claim_machinery_is_gone():
-    import byzstress.detection as det
+    import byzstress.analysis.detection as det
 
     for name in (
         "heterogeneity_claim",

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from byzstress import runner
 from byzstress.cli import main
-from byzstress.spec import RunSpec, SpecError
-from byzstress.study import StudyError, check_finite, expand_study
+from byzstress.runs import runner
+from byzstress.runs.study import StudyError, check_finite, expand_study
+from byzstress.sim.spec import RunSpec, SpecError
 
 NONFINITE = st.sampled_from([math.nan, math.inf, -math.inf, float("1e400")])
 TEXT = st.text(min_size=0, max_size=8)
@@ -124,19 +124,19 @@ BAD_SPECS = {
 
 
 def _split_names() -> set[str]:
-    from byzstress.splits import SPLITS
+    from byzstress.sim.splits import SPLITS
 
     return set(SPLITS)
 
 
 def _attack_names() -> set[str]:
-    from byzstress.attacks import ATTACKS
+    from byzstress.threats.attacks import ATTACKS
 
     return set(ATTACKS)
 
 
 def _rule_names() -> set[str]:
-    from byzstress.defenses import RULES
+    from byzstress.threats.defenses import RULES
 
     return set(RULES)
 
@@ -317,7 +317,7 @@ def _config_errors(cfg: dict) -> str:
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    from byzstress.study import selected_studies
+    from byzstress.runs.study import selected_studies
 
     try:
         validate(copy.deepcopy(cfg), "workflow/schemas/config.schema.yaml")

@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from byzstress import attacks, defenses, gradients, models
-from byzstress.attacks import AttackContext
-from byzstress.batch import SimulatorBatch
-from byzstress.runner import run
-from byzstress.spec import RunSpec
-from byzstress.training import FlatModel, Simulator
+from byzstress.runs.runner import run
+from byzstress.sim import gradients, models
+from byzstress.sim.batch import SimulatorBatch
+from byzstress.sim.spec import RunSpec
+from byzstress.sim.training import FlatModel, Simulator
+from byzstress.threats import attacks, defenses
+from byzstress.threats.attacks import AttackContext
 
 pytestmark = [
     pytest.mark.gpu,

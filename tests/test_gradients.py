@@ -1,4 +1,4 @@
-"""The per-client gradient engines (byzstress.gradients) agree with a per-client loop, and
+"""The per-client gradient engines (byzstress.sim.gradients) agree with a per-client loop, and
 ``auto`` only picks the fused engine where it is exact."""
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from byzstress import gradients, models
+from byzstress.sim import gradients, models
 
 CPU = torch.device("cpu")
 SHAPES = {"fmnist_cnn": (1, 28, 28), "cifar_cnn": (3, 32, 32), "resnet20": (3, 32, 32)}

@@ -1,6 +1,6 @@
 import pytest
 
-from byzstress.grammar import parse, slug
+from byzstress.threats.grammar import parse, slug
 
 
 @pytest.mark.parametrize(

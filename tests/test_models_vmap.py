@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from byzstress import models
-from byzstress.training import FlatModel
+from byzstress.sim import models
+from byzstress.sim.training import FlatModel
 
 
 @pytest.mark.numerics

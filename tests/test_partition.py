@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from byzstress.partition import PaddedShares, client_shares, dirichlet_split, label_skew
+from byzstress.sim.partition import PaddedShares, client_shares, dirichlet_split, label_skew
 
 LABELS = np.repeat(np.arange(10), 600)  # 6000 samples, 10 balanced classes
 

@@ -39,14 +39,14 @@ def test_an_attack_exposed_only_by_an_entry_point_is_found(tmp_path):
         "byzstress.attacks",
         "zeroattack_plugin",
         "import torch\n"
-        "from byzstress.attacks import Attack, register_attack\n"
+        "from byzstress.threats.attacks import Attack, register_attack\n"
         "@register_attack\n"
         "class Zero(Attack):\n"
         "    names = ('zeroes',)\n"
         "    def craft(self, ctx, strength):\n"
         "        return torch.zeros(ctx.f, ctx.honest.shape[1])\n",
     )
-    code = "from byzstress.attacks import build; print(type(build('zeroes')).__name__)"
+    code = "from byzstress.threats.attacks import build; print(type(build('zeroes')).__name__)"
     r = _python(code, tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Zero"
@@ -60,7 +60,7 @@ def test_a_defense_exposed_only_by_an_entry_point_is_found(tmp_path):
         tmp_path,
         "byzstress.defenses",
         "firstrule_plugin",
-        "from byzstress.defenses import Rule, register_rule\n"
+        "from byzstress.threats.defenses import Rule, register_rule\n"
         "@register_rule\n"
         "class First(Rule):\n"
         "    names = ('firstrow',)\n"
@@ -69,7 +69,7 @@ def test_a_defense_exposed_only_by_an_entry_point_is_found(tmp_path):
     )
     code = (
         "import torch\n"
-        "from byzstress.defenses import build\n"
+        "from byzstress.threats.defenses import build\n"
         "d = build('firstrow', 5, 1)\n"
         "print(type(d.rule).__name__)"
     )

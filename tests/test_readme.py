@@ -1,4 +1,4 @@
-"""The README's numbers are generated from the committed study outputs (byzstress.readme),
+"""The README's numbers are generated from the committed study outputs (docgen.readme),
 and those outputs are the published run records'."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from byzstress import archive, readme
-from byzstress.reporting import collect
+from byzstress.analysis.reporting import collect
+from byzstress.runs import archive
+from docgen import readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -308,7 +309,7 @@ def test_demo_cpus_count_a_changed_record_and_a_changed_cell(tmp_path):
 
     import pandas as pd
 
-    from byzstress.reporting import read_tidy, summarise
+    from byzstress.analysis.reporting import read_tidy, summarise
 
     docs = tmp_path / "docs/demo"
     docs.mkdir(parents=True)

@@ -1,5 +1,5 @@
-"""Published run records: the archive round trip (byzstress.archive) and retraining a
-record to check it (byzstress.verify)."""
+"""Published run records: the archive round trip (byzstress.runs.archive) and retraining a
+record to check it (byzstress.runs.verify)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import tarfile
 
 import pytest
 
-from byzstress import archive, verify
-from byzstress.runner import run
-from byzstress.spec import RunSpec
+from byzstress.runs import archive, verify
+from byzstress.runs.runner import run
+from byzstress.sim.spec import RunSpec
 
 
 def _records(tmp_path):

@@ -1,4 +1,4 @@
-"""Figure 1 (byzstress.reporting.figure) on hand-made runs: what its seed bands show."""
+"""Figure 1 (byzstress.analysis.reporting.figure) on hand-made runs: what its seed bands show."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import PolyCollection
 
-from byzstress.reporting import figure
+from byzstress.analysis.reporting import figure
 
 # strength -> max accuracy of seeds 0, 1, 2; at z = 8 one seed survives, two do not, so
 # mean ± sd (44.7 ± 48.9) would run below 0 %

@@ -1,4 +1,4 @@
-"""Study and slice sizes, counted from a config (byzstress.sizes; no torch needed)."""
+"""Study and slice sizes, counted from a config (docgen.sizes; no torch needed)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import copy
 import pytest
 from test_study import STUDY as BASE  # one study of 8 runs (2 attacks x 2 defenses x 2 seeds)
 
-from byzstress.sizes import SliceSize, StudySize, slice_sizes, study_sizes
-from byzstress.study import StudyError
+from byzstress.runs.study import StudyError
+from docgen.sizes import SliceSize, StudySize, slice_sizes, study_sizes
 
 # shares base's folder: none and ALIE z=8 at seed 0 are base's runs; z=2 is its own
 GRID = {

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from byzstress.spec import RunSpec, SpecError
+from byzstress.sim.spec import RunSpec, SpecError
 
 BAD = [
     ({"dataset": "mnist"}, "dataset: 'mnist' is not valid; valid choices: fmnist, cifar10"),

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from byzstress.analysis.compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, holm, welch
-from byzstress.reporting import attack_label
-from byzstress.split_effect import accuracy_table, claim_table, split_of
+from byzstress.analysis.reporting import attack_label
+from byzstress.analysis.split_effect import accuracy_table, claim_table, split_of
 
 SPREAD = (-1.0, 0.0, 1.0)  # three seeds around a cell's mean: sd 1 point
 STILL = (-0.1, 0.0, 0.1)  # a cell that does not move: sd 0.1
@@ -155,7 +155,7 @@ def test_the_cli_writes_the_tables_and_refuses_a_study_without_splits(tmp_path):
 
 
 def test_a_claim_tested_under_one_split_only_is_untested_not_the_same():
-    from byzstress.split_effect import _change
+    from byzstress.analysis.split_effect import _change
 
     assert _change([SUPPORTED, None, None]) == "untested"
     assert _change([SUPPORTED, SUPPORTED, None]) == "same"

@@ -1,4 +1,4 @@
-"""The kinds of split (byzstress.splits): hand-computed cases, properties over their
+"""The kinds of split (byzstress.sim.splits): hand-computed cases, properties over their
 parameters, the measured heterogeneity, and the default split's unchanged numbers."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byzstress.partition import client_shares
-from byzstress.spec import RunSpec, SpecError
-from byzstress.splits import SPLITS, check_split, heterogeneity, split_indices
+from byzstress.sim.partition import client_shares
+from byzstress.sim.spec import RunSpec, SpecError
+from byzstress.sim.splits import SPLITS, check_split, heterogeneity, split_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = np.repeat(np.arange(4), 6)  # 24 samples, 4 classes of 6
@@ -160,7 +160,8 @@ def test_heterogeneity_by_hand():
 def test_the_default_split_gives_the_published_demo_records_their_shares(fmnist_root):
     """The split knob changes no existing run: the demo's published records' share sizes
     are what the default split gives now."""
-    from byzstress import archive, data
+    from byzstress.runs import archive
+    from byzstress.sim import data
 
     labels = data.load("fmnist", fmnist_root, True).y.numpy()
     records = archive.read_records(ROOT / "docs/demo/runs.tar.xz")
@@ -174,7 +175,7 @@ def test_the_default_split_gives_the_published_demo_records_their_shares(fmnist_
 
 
 def test_a_run_records_its_split_and_heterogeneity(fmnist_root):
-    from byzstress.runner import run
+    from byzstress.runs.runner import run
 
     spec = {
         "steps": 2,

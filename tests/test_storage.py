@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from byzstress import storage
+from byzstress.runs import storage
 
 
 def test_a_failed_write_leaves_neither_target_nor_temp(tmp_path):
@@ -82,8 +82,8 @@ def test_a_full_disk_during_a_write_keeps_the_previous_file(tmp_path, monkeypatc
 def test_the_train_command_fails_before_training_when_it_cannot_write(
     tmp_path, monkeypatch, capsys, fmnist_root
 ):
-    from byzstress import runner
     from byzstress.cli import main
+    from byzstress.runs import runner
 
     monkeypatch.setattr(storage.tempfile, "mkstemp", _no_space)
     monkeypatch.setattr(
@@ -100,8 +100,8 @@ def test_the_train_command_fails_before_training_when_it_cannot_write(
 def test_a_run_whose_checkpoint_write_fails_resumes_to_the_same_numbers(
     tmp_path, monkeypatch, fmnist_root
 ):
-    from byzstress import runner
-    from byzstress.spec import RunSpec
+    from byzstress.runs import runner
+    from byzstress.sim.spec import RunSpec
 
     spec = RunSpec(
         steps=6,

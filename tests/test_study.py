@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from byzstress.cli import main
-from byzstress.study import StudyError, expand_study
+from byzstress.runs.study import StudyError, expand_study
 
 STUDY = {
     "dataset": "fmnist",
@@ -156,7 +156,7 @@ def test_runs_command_lists_the_slices_in_config_order(tmp_path, capsys):
 
 
 def test_job_threads_one_per_cpu_job_two_per_gpu_job_unless_set():
-    from byzstress.study import job_threads
+    from byzstress.runs.study import job_threads
 
     assert job_threads({}) == 1
     assert job_threads({"resources": {"gpu": 0, "mem_mb": 900}}) == 1
@@ -166,7 +166,7 @@ def test_job_threads_one_per_cpu_job_two_per_gpu_job_unless_set():
 
 
 def test_runs_of_shares_another_studys_runs_folder_and_its_common_runs():
-    from byzstress.study import check_shared_runs
+    from byzstress.runs.study import check_shared_runs
 
     grid = {**copy.deepcopy(STUDY), "runs_of": "base", "seeds": [0]}
     grid["attacks"] = [{"name": "none"}, {"name": "alie", "strengths": [2, 8]}]
@@ -205,7 +205,7 @@ def test_two_slices_of_one_name_are_refused():
 
 
 def test_new_slices_keep_only_what_the_study_lacks_under_new_names():
-    from byzstress.study import new_slices
+    from byzstress.runs.study import new_slices
 
     study = copy.deepcopy(STUDY)
     study["attacks"] = [{"name": "none"}, {"name": "alie", "strengths": [2, 8]}]

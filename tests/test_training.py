@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from byzstress import attacks
-from byzstress.runner import run
-from byzstress.spec import RunSpec
-from byzstress.training import Simulator
+from byzstress.runs.runner import run
+from byzstress.sim.spec import RunSpec
+from byzstress.sim.training import Simulator
+from byzstress.threats import attacks
 
 TIMING = {
     "wall_time_s",
@@ -99,7 +99,7 @@ def test_sanitised_defense_input_is_recorded(fmnist_root):
 
 
 def test_sanitize_log_merges_consecutive_steps():
-    from byzstress.training import SanitizeLog
+    from byzstress.sim.training import SanitizeLog
 
     log = SanitizeLog()
     for step in (1, 2, 3, 7, 9, 10):
@@ -335,8 +335,8 @@ def test_run_json_times_setup_and_checkpoint_writes(fmnist_root, tmp_path):
 def test_evaluation_shares_its_images_and_matches_per_batch_normalising(fmnist_root):
     from torch.func import functional_call
 
-    from byzstress import gradients
-    from byzstress.batch import SimulatorBatch
+    from byzstress.sim import gradients
+    from byzstress.sim.batch import SimulatorBatch
 
     specs = [spec(fmnist_root, steps=2, eval_batch_size=700, seed=s) for s in (0, 1)]
     batch = SimulatorBatch(specs)
@@ -362,7 +362,7 @@ def test_a_cpu_training_job_imports_only_what_it_needs(fmnist_root, tmp_path):
     """Start-up is paid by every job of a study: torchvision (data comes from the tensor
     cache), pandas (reporting) and torch._dynamo (torch.func's transforms, once used by the
     engine probe) each cost a short run ~0.2-1.2 s, and none is needed to train on the CPU."""
-    from byzstress import data
+    from byzstress.sim import data
 
     data.load("fmnist", fmnist_root, train=True)  # the cache exists, as after any first job
     code = (

@@ -19,8 +19,8 @@ from byzstress.analysis.compare import (
     holm,
     welch,
 )
-from byzstress.reporting import attack_label
-from byzstress.verdicts import (
+from byzstress.analysis.reporting import attack_label
+from byzstress.analysis.verdicts import (
     CLAIMS,
     Cell,
     below,
@@ -256,8 +256,8 @@ def test_a_seed_fixes_split_theta0_and_batches_across_attacks(fmnist_root):
     one seed train from the same split and θ0 and, when the same clients draw batches, on
     the same batches; an attack whose own clients draw batches too (none, local knowledge,
     LF) shares the split, θ0 and only the first step's honest batches."""
-    from byzstress.spec import RunSpec
-    from byzstress.training import Simulator
+    from byzstress.sim.spec import RunSpec
+    from byzstress.sim.training import Simulator
 
     def sim(**kw):
         base = {"data_root": str(fmnist_root), "device": "cpu", "beta": 0.1, "seed": 3}

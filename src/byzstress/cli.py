@@ -2,7 +2,7 @@
 leaderboard | calibration | sensitivity | detection | split-effect | pack | restore |
 verify | readme | download | list | runs``.
 
-Every training knob of :class:`byzstress.spec.RunSpec` is a flag of ``byzstress train``
+Every training knob of :class:`byzstress.sim.spec.RunSpec` is a flag of ``byzstress train``
 (``--lr-milestones 0.5,0.75``); ``--config FILE`` reads them from YAML first, and flags
 given on the command line override it. Bad values exit with status 2 and a message naming
 the key and the valid choices.
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .spec import RunSpec, SpecError, field_help
+from .sim.spec import RunSpec, SpecError, field_help
 
 __all__ = ["main"]
 
@@ -109,9 +109,9 @@ def _spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .data import DataNotFoundError
-    from .runner import run
-    from .storage import WriteError
+    from .runs.runner import run
+    from .runs.storage import WriteError
+    from .sim.data import DataNotFoundError
 
     spec = _spec_from_args(args)
     ckpt = args.checkpoint
@@ -138,7 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from .data import load
+    from .sim.data import load
 
     load(args.dataset, args.data_root, train=True, download=True)
     load(args.dataset, args.data_root, train=False, download=True)
@@ -147,7 +147,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import attacks, data, defenses, models
+    from .sim import data, models
+    from .threats import attacks, defenses
 
     defenses.load_plugins()
     print("datasets:        " + ", ".join(data.DATASETS))
@@ -172,7 +173,7 @@ def _load_study(name: str, config_file: Path) -> tuple[dict[str, Any], dict[str,
 
 def _study_run_paths(name: str, config_file: Path, only: str | None = None) -> list[str]:
     """The run files of study ``name`` in ``config_file`` (of one slice with ``only``)."""
-    from .study import StudyError, expand_study
+    from .runs.study import StudyError, expand_study
 
     config, study = _load_study(name, config_file)
     try:
@@ -186,7 +187,7 @@ def _study_run_paths(name: str, config_file: Path, only: str | None = None) -> l
 def _cmd_runs(args: argparse.Namespace) -> int:
     if args.slices:
         # in config order, so that a driver trains the slices in the order they were added
-        from .study import StudyError, expand_study
+        from .runs.study import StudyError, expand_study
 
         config, study = _load_study(args.study, args.config)
         try:
@@ -232,7 +233,7 @@ class _Lazy:
 
 
 def _add_reporting(sub: argparse._SubParsersAction) -> None:
-    reporting = _Lazy(".reporting")
+    reporting = _Lazy(".analysis.reporting")
 
     p = sub.add_parser("collect", help="gather run JSONs into a tidy CSV")
     p.add_argument("runs", nargs="+", type=Path, help="run JSON files")
@@ -296,7 +297,7 @@ def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
 
     def run(a: argparse.Namespace) -> None:
-        from .verdicts import sensitivity_cmd
+        from .analysis.verdicts import sensitivity_cmd
 
         sensitivity_cmd(a.csv, a.runs, a.out_prefix, a.metric)
 
@@ -318,7 +319,7 @@ def _add_detection(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
 
     def run(a: argparse.Namespace) -> None:
-        from .detection import detection_cmd
+        from .analysis.detection import detection_cmd
 
         detection_cmd(a.csv, a.out_prefix, a.metric)
 
@@ -381,7 +382,7 @@ def _add_split_effect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
 
     def run(a: argparse.Namespace) -> None:
-        from .split_effect import split_effect_cmd
+        from .analysis.split_effect import split_effect_cmd
 
         split_effect_cmd(a.csv, a.out_prefix, a.metric)
 
@@ -389,8 +390,8 @@ def _add_split_effect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_records(sub: argparse._SubParsersAction) -> None:
-    """Published run records: pack, restore, verify (:mod:`byzstress.archive`,
-    :mod:`byzstress.verify`)."""
+    """Published run records: pack, restore, verify (:mod:`byzstress.runs.archive`,
+    :mod:`byzstress.runs.verify`)."""
     p = sub.add_parser("pack", help="pack a study's run JSONs into one .tar.xz archive")
     p.add_argument("runs", type=Path, help="the study's runs folder (results/STUDY/runs)")
     p.add_argument("--out", type=Path, required=True, help="the archive (docs/STUDY/runs.tar.xz)")
@@ -401,7 +402,7 @@ def _add_records(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=Path("config.yaml"))
 
     def pack(a: argparse.Namespace) -> None:
-        from .archive import pack
+        from .runs.archive import pack
 
         only = None if a.study is None else _study_run_paths(a.study, a.config)
         manifest = pack(a.runs, a.out, only=only)
@@ -418,7 +419,7 @@ def _add_records(sub: argparse._SubParsersAction) -> None:
     )
 
     def restore(a: argparse.Namespace) -> None:
-        from .archive import restore
+        from .runs.archive import restore
 
         counts = restore(a.archive, a.runs, a.overwrite)
         print(", ".join(f"{v} {k}" for k, v in counts.items()) + f" in {a.runs}")
@@ -445,8 +446,8 @@ def _add_records(sub: argparse._SubParsersAction) -> None:
     def verify(a: argparse.Namespace) -> int:
         import json
 
-        from . import verify as v
-        from .storage import write_json
+        from .runs import verify as v
+        from .runs.storage import write_json
 
         kw = {"data_root": a.data_root, "device": a.device, "threads": a.threads}
         if a.source.name.endswith(".tar.xz"):
@@ -475,16 +476,26 @@ def _add_readme(sub: argparse._SubParsersAction) -> None:
         "--readme",
         type=Path,
         nargs="+",
-        help="the files to rebuild (default: those of byzstress.readme.FILES under --root)",
+        help="the files to rebuild (default: those of docgen.readme.FILES under --root)",
     )
     p.add_argument("--root", type=Path, default=Path("."), help="the repository root")
     p.add_argument("--check", action="store_true", help="exit 1 if a block is out of date")
 
     def readme(a: argparse.Namespace) -> int:
-        from .readme import FILES, readme_cmd
+        # the generator is repository tooling, not library code: load it from the checkout
+        import importlib
 
-        files = a.readme or [a.root / f for f in FILES]
-        return max(readme_cmd(f, a.root, a.check) for f in files)
+        # (the checkout at --root, else the one this package runs from, src/ layout)
+        homes = [a.root.resolve(), Path(__file__).resolve().parents[2]]
+        home = next((h for h in homes if (h / "docgen" / "readme.py").is_file()), None)
+        if home is None:
+            raise SpecError(
+                f"--root: no docgen/readme.py under {str(homes[0])!r}: run it in a checkout"
+            )
+        sys.path.insert(0, str(home))
+        gen = importlib.import_module("docgen.readme")
+        files = a.readme or [a.root / f for f in gen.FILES]
+        return max(gen.readme_cmd(f, a.root, a.check) for f in files)
 
     p.set_defaults(func=readme)
 

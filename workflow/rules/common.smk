@@ -1,4 +1,4 @@
-# Study expansion and helpers. The logic lives in src/byzstress/study.py; this file only
+# Study expansion and helpers. The logic lives in src/byzstress/runs/study.py; this file only
 # binds it to the workflow.
 import os
 import sys
@@ -10,7 +10,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 
-from byzstress.study import (
+from byzstress.runs.study import (
     StudyError,
     check_finite,
     check_shared_runs,

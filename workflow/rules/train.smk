@@ -1,6 +1,6 @@
 # One training run per job; its JSON is written atomically and a killed job resumes from
 # {output}.ckpt when rerun (also after a Slurm requeue). {run} is the run's path below
-# runs/ (beta~B/ATTACK~S/DEFENSE/[KEY~VALUE/...]seed~S), see byzstress.study.
+# runs/ (beta~B/ATTACK~S/DEFENSE/[KEY~VALUE/...]seed~S), see byzstress.runs.study.
 
 
 rule train:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..outputs import save_figure
 from .compare import OUTCOMES
+from .outputs import save_figure
 
 __all__ = ["forest_plot"]
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..outputs import write_text
 from .claims import (
     aggregate_shift,
     evaluate,
@@ -19,6 +18,7 @@ from .claims import (
     split_slices,
 )
 from .forest import forest_plot
+from .outputs import write_text
 from .scorecard import results_markdown
 
 __all__ = ["claims_cmd", "read_results"]
@@ -83,7 +83,7 @@ def claims_cmd(
         if Path(path).exists():
             frames[study] = read_runs(path)
     if slices_for is not None:
-        from ..study import new_slices
+        from ..runs.study import new_slices
 
         if slices_for not in frames:
             raise ValueError(f"--slices: no records of study {slices_for!r} (docs/STUDY/runs.csv)")

@@ -1,8 +1,9 @@
 """Extra attacks and defenses from outside the package.
 
 A plugin is a module that registers classes with
-:func:`byzstress.attacks.register_attack`, :func:`byzstress.defenses.register_rule` or
-:func:`byzstress.defenses.register_pre` when imported. It reaches byzstress in two ways:
+:func:`byzstress.threats.attacks.register_attack`,
+:func:`byzstress.threats.defenses.register_rule` or
+:func:`byzstress.threats.defenses.register_pre` when imported. It reaches byzstress in two ways:
 
 - named in ``plugins:`` (config.yaml, a run spec, ``byzstress train --plugins``): a module
   name (``"pkg.mod"``) or a file (``"examples/my_attack.py"``), imported once per process;

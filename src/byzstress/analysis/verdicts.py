@@ -47,7 +47,7 @@ from typing import Any
 
 import pandas as pd
 
-from .analysis.compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Comparison, holm, welch
+from .compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Comparison, holm, welch
 from .outputs import save_figure, write_csv, write_text
 from .reporting import (
     METRIC_TEXT,
@@ -398,7 +398,7 @@ def claims_markdown(c: pd.DataFrame, metric: str = "max_acc") -> str:
 
 def diagnostics_table(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     """Per (setting, defense, attack): accuracy and the run-mean diagnostics, averaged
-    over seeds (see :func:`byzstress.training.diagnostics`)."""
+    over seeds (see :func:`byzstress.sim.training.diagnostics`)."""
     diag = [c for c in df.columns if c.startswith("diag_")]
     s = settings_frame(df, metric)
     keys = ["beta", "variant", "knowledge", "defense", "attack_label"]

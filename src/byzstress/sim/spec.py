@@ -32,7 +32,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def field_help() -> dict[str, str]:
     """One line of help per :class:`RunSpec` key (for ``byzstress train --help``)."""
-    from . import attacks, data, models
+    from ..threats import attacks
+    from . import data, models
 
     return {
         "dataset": f"dataset: {', '.join(data.DATASETS)}",
@@ -62,7 +63,7 @@ _STATIC_HELP: dict[str, str] = {
     "beta": "Dirichlet concentration β of the honest clients' label split, or 'iid'",
     "split": "how the data is cut among clients: dirichlet (by beta), iid, shards[k=2], "
     "classes[k=2], quantity[beta=0.5] or quantity[power=1.5], gamma[gamma=0.5] "
-    "(byzstress.splits has each definition; only dirichlet reads beta)",
+    "(byzstress.sim.splits has each definition; only dirichlet reads beta)",
     "min_samples": "minimum samples per client (the split is redrawn until it holds)",
     "strength": "attack strength (ALIE z, IPM ε, Gaussian std), 'auto', or empty for the default",
     "knowledge": "what the attacker knows: omniscient (honest vectors) or local (own data only)",
@@ -152,7 +153,8 @@ class RunSpec:
 
     def validate(self) -> None:
         """Raise :class:`SpecError` naming the first bad key and what it accepts."""
-        from . import attacks, data, defenses, models
+        from ..threats import attacks, defenses
+        from . import data, models
 
         _choice("dataset", self.dataset, tuple(data.DATASETS))
         if self.model is not None:
@@ -218,7 +220,7 @@ class RunSpec:
         return 1.0
 
     def _validate_attack(self) -> None:
-        from . import attacks
+        from ..threats import attacks
 
         s = self.strength
         if isinstance(s, str) and s.lower() != "auto":

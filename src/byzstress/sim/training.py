@@ -4,7 +4,7 @@ Each step (the setting of docs/claims.md and docs/simulator.md):
 
 1. every honest client ``i`` draws a mini-batch from its own share and computes
    ``g_i = ∇ℓ(θ; batch_i) + λθ``; all clients' gradients come from **one** call over the
-   stacked batches ``[m, B, C, H, W]`` with shared ``θ`` (:mod:`byzstress.gradients`:
+   stacked batches ``[m, B, C, H, W]`` with shared ``θ`` (:mod:`byzstress.sim.gradients`:
    ``vmap(grad(loss))``, or on the CPU one fused channels-last pass with per-client weight
    gradients);
 2. worker momentum ``m_i ← β m_i + (1 − β) g_i`` (``ema``) or ``m_i ← β m_i + g_i``;
@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from . import attacks, data, defenses, gradients, models
-from .attacks import AttackContext
+from ..threats import attacks, defenses
+from ..threats.attacks import AttackContext
+from . import data, gradients, models
 from .partition import PaddedShares, client_shares
 from .spec import RunSpec
 from .splits import heterogeneity
@@ -98,8 +99,8 @@ class FlatModel:
 @dataclass
 class SanitizeLog:
     """Which steps' defense input held non-finite or huge entries that the defense replaced
-    (:func:`byzstress.defenses.sanitize`): ``rows`` in all, and the steps as ``[first, last]``
-    ranges, so that a reader can tell sanitising from learning."""
+    (:func:`byzstress.threats.defenses.sanitize`): ``rows`` in all, and the steps as
+    ``[first, last]`` ranges, so that a reader can tell sanitising from learning."""
 
     rows: int = 0
     steps: list[list[int]] = field(default_factory=list)
@@ -131,8 +132,8 @@ class Simulator:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         """``datasets``: the (train, test) splits already on ``device``, to share them
-        between simulators of one process (:class:`byzstress.batch.SimulatorBatch`).
-        ``grad_engine``: how the per-client gradients are computed (:mod:`byzstress.gradients`;
+        between simulators of one process (:class:`byzstress.sim.batch.SimulatorBatch`).
+        ``grad_engine``: how the per-client gradients are computed (:mod:`byzstress.sim.gradients`;
         the engines differ only in float rounding).
         ``dtype``: the precision of parameters, momenta, images and the defense's input.
         Runs train in float32; float64 is for checking that two computations of one
@@ -345,8 +346,9 @@ def diagnostics(
 
     With ``μ_h`` the honest clients' mean momentum: ``rel_err = ||agg − μ_h|| / ||μ_h||``,
     ``cos = ⟨agg, μ_h⟩ / (||agg|| ||μ_h||)``, ``norm_ratio = ||agg|| / ||μ_h||``, and where
-    the Byzantine weight went inside the defense (:meth:`byzstress.defenses.Defense.diagnose`;
-    ``byzantine`` marks the rows the attack sent).
+    the Byzantine weight went inside the defense
+    (:meth:`byzstress.threats.defenses.Defense.diagnose`; ``byzantine`` marks the rows the
+    attack sent).
     """
     mu = honest.mean(0)
     mu_norm, agg_norm = mu.norm(), agg.norm()

@@ -16,8 +16,8 @@ mapped to ``±BIG`` (NaN to ``+BIG``) before anything else, so that distances st
 float32 for d up to ~10^7; every rule then sees them as extreme outliers and never raises.
 
 New rules register with :func:`register_rule` / :func:`register_pre` (see the README's
-"adding your own attack or defense"); :mod:`byzstress.plugins` imports user modules and
-installed packages' entry points (groups ``byzstress.defenses`` and ``byzstress.attacks``).
+"adding your own attack or defense"); :mod:`byzstress.threats.plugins` imports user modules
+and installed packages' entry points (groups ``byzstress.defenses`` and ``byzstress.attacks``).
 """
 
 from __future__ import annotations
@@ -775,7 +775,7 @@ def _lookup(table: dict[str, type], name: str, kind: str) -> type:
 
 
 def build(spec: str, n: int, f: int, seed: int = 0) -> Defense:
-    """Build a defense from a spec string (see :mod:`byzstress.grammar`).
+    """Build a defense from a spec string (see :mod:`byzstress.threats.grammar`).
 
     ``rule[params](pre1[params], pre2, ...)``: the pre-aggregators run left to right, each
     told the same ``f``; the rule sees their output. Names are case-insensitive.

@@ -1,6 +1,6 @@
 """The run loop: train runs, evaluate them, decide their status, checkpoint them and
-write their JSON. It sits above the simulator (:mod:`byzstress.training`) and the lockstep
-batch (:mod:`byzstress.batch`); imports flow one way, from here down.
+write their JSON. It sits above the simulator (:mod:`byzstress.sim.training`) and the lockstep
+batch (:mod:`byzstress.sim.batch`); imports flow one way, from here down.
 
 A run's status is ``ok`` or ``diverged``. A run diverges at the first step where its
 aggregate or its honest clients' mean train loss is non-finite, or at the first evaluation
@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .batch import BATCHABLE, SimulatorBatch
-from .spec import RunSpec
+from .. import __version__
+from ..sim.batch import BATCHABLE, SimulatorBatch
+from ..sim.spec import RunSpec
+from ..sim.training import DIAGNOSTICS, Simulator
 from .storage import (
     check_writable,
     load_checkpoint,
@@ -36,7 +37,6 @@ from .storage import (
     save_checkpoint,
     write_json,
 )
-from .training import DIAGNOSTICS, Simulator
 
 __all__ = ["Curve", "cpu_model", "kernels", "result_json", "run", "run_batch"]
 

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..sim.spec import RunSpec
+from ..threats.attacks import alie_default_z
+from ..threats.grammar import parse
 from . import paper
-from .attacks import alie_default_z
-from .grammar import parse
 from .outputs import save_figure, write_csv, write_text
-from .spec import RunSpec
 
 __all__ = [
     "attack_label",

@@ -110,8 +110,8 @@ def retrain(
     the recorded ones (a path or a device of the machine the run was recorded on)."""
     import torch
 
+    from ..sim.spec import RunSpec
     from .runner import run
-    from .spec import RunSpec
 
     spec = dict(record["spec"])
     if data_root is not None:

@@ -1,6 +1,6 @@
 """Writing a study's outputs: text, CSV tables and figures, each atomically (a reader never
 sees half a file, and a killed writer leaves the previous version), through
-:func:`byzstress.storage.atomic_write`."""
+:func:`byzstress.runs.storage.atomic_write`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .storage import atomic_write
+from ..runs.storage import atomic_write
 
 __all__ = ["save_figure", "write_csv", "write_text"]
 

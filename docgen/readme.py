@@ -26,9 +26,16 @@ from typing import Any
 
 import pandas as pd
 
-from .analysis.compare import INCONCLUSIVE, decide, welch
-from .reporting import METRIC_TEXT, is_baseline, read_tidy, summarise, table, table_markdown
-from .verdicts import (
+from byzstress.analysis.compare import INCONCLUSIVE, decide, welch
+from byzstress.analysis.reporting import (
+    METRIC_TEXT,
+    is_baseline,
+    read_tidy,
+    summarise,
+    table,
+    table_markdown,
+)
+from byzstress.analysis.verdicts import (
     CLAIMS,
     RULE_TEXT,
     VERDICTS,
@@ -88,7 +95,7 @@ def _sens(root: Path) -> pd.DataFrame:
 
 def verdicts_block(root: Path) -> str:
     """Per claim and setting: in how many defense columns it is supported, contradicted,
-    inconclusive (:func:`byzstress.verdicts.claims`: Welch tests, Holm across columns)."""
+    inconclusive (:func:`byzstress.analysis.verdicts.claims`: Welch tests, Holm across columns)."""
     c = claims(_sens(root))
     summ = verdict_summary(c)
     lines = [
@@ -127,7 +134,7 @@ FAMILY_ORDER = ("none", "alie", "ipm", "minmax", "minsum")
 def _markdown(t: pd.DataFrame) -> str:
     """Table 1 with the paper's column order and rows by attack family, knowledge and
     strength (the IID-calibrated default before the grid)."""
-    from .grammar import parse
+    from byzstress.threats.grammar import parse
 
     def key(r: pd.Series) -> tuple:
         fam = parse(r["attack"]).name
@@ -364,7 +371,7 @@ def _machine(records: Iterable[dict[str, Any]]) -> str:
 
 def _demo_machine(root: Path) -> str:
     """Where the published demo records were computed."""
-    from .archive import read_records
+    from byzstress.runs.archive import read_records
 
     return _machine(read_records(root / DEMO / "runs.tar.xz").values())
 
@@ -419,7 +426,7 @@ def demo_cpus_block(root: Path) -> str:
     """The demo's runs on two CPUs, record by record and cell by cell (how far the means
     move against the seeds' spread), and the second CPU's cells against the table the same
     kind of machine gave earlier."""
-    from .archive import read_records
+    from byzstress.runs.archive import read_records
 
     here = _demo(root)
     there = read_tidy(root / DEMO / f"{DEMO_OTHER}.csv")
@@ -490,7 +497,7 @@ def shared_cells_block(root: Path) -> str:
     """The cells the sensitivity and figure1cpu studies both publish, trained twice: once
     for the sensitivity study, once again for figure1cpu (the sensitivity records were not
     kept), on the CPU each figure1cpu record names. Same machine kind: same numbers?"""
-    from .archive import read_records
+    from byzstress.runs.archive import read_records
 
     records = read_records(root / "docs/figure1cpu/runs.tar.xz")
     prefix = "results/sensitivity/runs/"
@@ -562,7 +569,7 @@ def _config(root: Path) -> dict[str, Any]:
 def _figure1cpu_records(root: Path) -> dict[str, dict[str, Any]]:
     """The figure1cpu study's published records by archive name (none before its first
     sitting)."""
-    from .archive import read_records
+    from byzstress.runs.archive import read_records
 
     path = root / "docs/figure1cpu/runs.tar.xz"
     return read_records(path) if path.exists() else {}
@@ -572,7 +579,7 @@ def figure1cpu_status_block(root: Path) -> str:
     """How much of the figure1cpu study its published archive holds, per β, and on which
     CPUs those records were computed (a record is reproducible bit for bit only on a
     machine that computes as its own did)."""
-    from .study import expand_study
+    from byzstress.runs.study import expand_study
 
     config = _config(root)
     runs = expand_study("figure1cpu", config["definitions"]["figure1cpu"], config)
@@ -602,9 +609,9 @@ def figure1cpu_status_block(root: Path) -> str:
 def figure1cpu_claim_block(root: Path) -> str:
     """Claim C1 per defense and contrast, as ``byzstress claims`` decided it
     (``docs/claims-results.csv``, estimand ``heterogeneity_effect``)."""
-    from .analysis.claims import load
-    from .analysis.report import read_results
-    from .analysis.scorecard import outcome_counts
+    from byzstress.analysis.claims import load
+    from byzstress.analysis.report import read_results
+    from byzstress.analysis.scorecard import outcome_counts
 
     settings, all_claims = load(root / "claims.yaml")
     claim = all_claims["C1"]
@@ -648,7 +655,7 @@ def figure1cpu_claim_block(root: Path) -> str:
 
 def splits_block(root: Path) -> str:
     """Do the claims' conclusions change with the kind of split? (the splits study)."""
-    from .split_effect import (
+    from byzstress.analysis.split_effect import (
         CHANGES,
         SAME,
         accuracy_table,
@@ -714,9 +721,9 @@ def splits_block(root: Path) -> str:
 
 
 def studies_block(root: Path) -> str:
-    """Each study's size, counted from ``config.yaml`` (:func:`byzstress.sizes.study_sizes`):
+    """Each study's size, counted from ``config.yaml`` (:func:`docgen.sizes.study_sizes`):
     its runs and steps, the runs folder it trains into, and the runs it shares there."""
-    from .sizes import study_sizes
+    from docgen.sizes import study_sizes
 
     lines = [
         "| study | runs | steps per run | runs folder | runs another study of the folder "
@@ -732,10 +739,10 @@ def studies_block(root: Path) -> str:
 
 
 def figure1cpu_slices_block(root: Path) -> str:
-    """The figure1cpu study's slices (:func:`byzstress.sizes.slice_sizes`): the runs each
+    """The figure1cpu study's slices (:func:`docgen.sizes.slice_sizes`): the runs each
     adds, how many of them the published archive holds, and how many the sensitivity
     study defines too (trained once, in its folder)."""
-    from .sizes import slice_sizes
+    from docgen.sizes import slice_sizes
 
     have = {k.removesuffix(".json") for k in _figure1cpu_records(root)}
     rows = slice_sizes(_config(root), "figure1cpu", have, other="sensitivity")
@@ -788,8 +795,9 @@ def figure1cpu_times_block(root: Path) -> str:
 
 
 def paper_table1_block(root: Path) -> str:
-    """The seed paper's Table 1 as :mod:`byzstress.paper` holds it (CIFAR-10, n = 17, b = 3)."""
-    from .paper import PAPER_COLUMNS, TABLE1
+    """The seed paper's Table 1 as :mod:`byzstress.analysis.paper` holds it (CIFAR-10,
+    n = 17, b = 3)."""
+    from byzstress.analysis.paper import PAPER_COLUMNS, TABLE1
 
     betas = sorted({b for b, _, _ in TABLE1})
     rows = list(dict.fromkeys(r for _, r, _ in TABLE1))
@@ -809,9 +817,9 @@ def paper_table1_block(root: Path) -> str:
 def scorecard_block(root: Path) -> str:
     """One row per claim of the paper, from ``docs/claims-results.csv`` (``byzstress
     claims``) and the pre-specified ``claims.yaml``."""
-    from .analysis.claims import load
-    from .analysis.report import read_results
-    from .analysis.scorecard import scorecard_markdown
+    from byzstress.analysis.claims import load
+    from byzstress.analysis.report import read_results
+    from byzstress.analysis.scorecard import scorecard_markdown
 
     settings, claims = load(root / "claims.yaml")
     results = read_results(root / "docs" / "claims-results.csv")
@@ -821,9 +829,9 @@ def scorecard_block(root: Path) -> str:
 def records_block(root: Path) -> str:
     """Per study that decides a claim: its published records against the runs it defines,
     and the CPUs they were computed on (from the records themselves)."""
-    from .analysis.claims import load
-    from .archive import read_records
-    from .study import expand_study
+    from byzstress.analysis.claims import load
+    from byzstress.runs.archive import read_records
+    from byzstress.runs.study import expand_study
 
     _, claims = load(root / "claims.yaml")
     config = _config(root)
@@ -850,8 +858,8 @@ def methods_block(root: Path) -> str:
     """Every registered attack, aggregation rule and pre-aggregator: its names, what it
     does and its source (the first paragraph of its docstring) and its parameters with
     their defaults, read from the registries."""
-    from .attacks import ATTACKS
-    from .defenses import PRE_AGGREGATORS, RULES
+    from byzstress.threats.attacks import ATTACKS
+    from byzstress.threats.defenses import PRE_AGGREGATORS, RULES
 
     out = []
     for title, registry in (

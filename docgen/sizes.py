@@ -2,7 +2,7 @@
 
 A study's runs live in its runs folder (its own, or OTHER's with ``runs_of: OTHER``); two
 studies that share a folder and define a run alike define one file, trained once
-(:func:`byzstress.study.check_shared_runs`). The counts here are of those files: a run
+(:func:`byzstress.runs.study.check_shared_runs`). The counts here are of those files: a run
 that two slices of one study define counts once, for the first slice that defines it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .study import StudyError, expand_study
+from byzstress.runs.study import StudyError, expand_study
 
 __all__ = ["SliceSize", "StudySize", "slice_sizes", "study_sizes"]
 

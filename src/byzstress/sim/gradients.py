@@ -21,7 +21,7 @@ parameters ``θ``, an engine returns ``g_i = ∇_θ (1/B) Σ_b ℓ(θ; x_ib, y_i
 
 ``ExpandedGrads`` needs every parameter to belong to a ``Linear`` or ``Conv2d`` layer that
 is called once per forward, and samples that do not interact (no BatchNorm; the models of
-:mod:`byzstress.models` qualify, ResNet-20's GroupNorm does not). :func:`build` checks both:
+:mod:`byzstress.sim.models` qualify, ResNet-20's GroupNorm does not). :func:`build` checks both:
 the structure, then the gradients of the two engines on a small float64 probe batch.
 """
 

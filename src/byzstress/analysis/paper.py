@@ -51,7 +51,7 @@ TABLE1: dict[tuple[float, str, str], tuple[float, float]] = {
 
 def paper_value(beta: float, attack_label: str, defense: str) -> tuple[float, float] | None:
     """The paper's (mean, std) for our attack label and defense spec, if it has one."""
-    from .grammar import parse
+    from ..threats.grammar import parse
 
     canon = str(parse(defense))
     for col, spec in PAPER_COLUMNS.items():

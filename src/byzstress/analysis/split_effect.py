@@ -2,7 +2,7 @@
 
 A study with a ``split`` axis (``docs/heterogeneity.md``) trains the same cells under
 several splits of about the same measured label skew. Its conclusions are the seed
-paper's claims per defense (:mod:`byzstress.verdicts`: Welch tests, an intersection-union
+paper's claims per defense (:mod:`byzstress.analysis.verdicts`: Welch tests, an intersection-union
 test per column, Holm across the claim's columns, which here are every split's). A claim's
 conclusion *changes with the split* when it is supported under one split and contradicted
 under another; it is *the same* when every split reaches the same supported or contradicted
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis.compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, holm, welch
+from .compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, holm, welch
 from .outputs import write_csv, write_text
 from .reporting import DEFAULTS, METRIC_TEXT, read_tidy
 from .verdicts import ALPHA, CLAIMS, RULE_TEXT, claims, verdict_text

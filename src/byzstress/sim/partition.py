@@ -1,6 +1,6 @@
 """Splitting a labelled training set among clients.
 
-The kinds of split and their definitions are in :mod:`byzstress.splits`; the default is
+The kinds of split and their definitions are in :mod:`byzstress.sim.splits`; the default is
 Dirichlet label skew (Hsu, Qi & Brown 2019, "Measuring the effects of non-identical data
 distribution"): for each class ``k`` draw ``p_k ~ Dir(β · 1_m)`` and cut that class's
 (shuffled) samples among the ``m`` clients in proportions ``p_k``. Small ``β`` is very
@@ -34,7 +34,7 @@ def dirichlet_split(
     max_tries: int = 100,
 ) -> list[np.ndarray]:
     """Indices of each client's samples (sorted), ``clients`` lists in all: the
-    ``dirichlet`` split of :mod:`byzstress.splits`."""
+    ``dirichlet`` split of :mod:`byzstress.sim.splits`."""
     if isinstance(beta, str):
         if beta.lower() != "iid":
             raise ValueError(f"beta must be a positive number or 'iid', got {beta!r}")
@@ -84,7 +84,7 @@ def client_shares(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(honest, byzantine)`` index lists: ``n − f`` honest shares of the whole set and
     ``f`` Byzantine shares from an independent split of the same kind among ``n`` (see
-    module docstring; ``split``: :mod:`byzstress.splits`)."""
+    module docstring; ``split``: :mod:`byzstress.sim.splits`)."""
     honest = split_indices(labels, n - f, split, beta, seed, min_samples)
     byz: list[np.ndarray] = []
     if f > 0:

@@ -24,7 +24,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from .grammar import slug
+from ..threats.grammar import slug
 
 __all__ = [
     "Run",
@@ -129,7 +129,7 @@ def _validate_runs(where: str, runs: list[Run]) -> None:
     """Validate every distinct run spec with :class:`RunSpec` (names, ranges, f < n/2, ...)
     when torch is importable; the train jobs validate again in any case."""
     try:
-        from .spec import RunSpec, SpecError
+        from ..sim.spec import RunSpec, SpecError
     except ImportError:  # a Snakemake environment without torch
         return
     seen: set[tuple] = set()
@@ -145,8 +145,8 @@ def _validate_runs(where: str, runs: list[Run]) -> None:
 
 
 def spec_defaults() -> dict[str, Any]:
-    """:class:`byzstress.spec.RunSpec`'s defaults (that module imports no torch)."""
-    from .spec import RunSpec
+    """:class:`byzstress.sim.spec.RunSpec`'s defaults (that module imports no torch)."""
+    from ..sim.spec import RunSpec
 
     return RunSpec().to_dict()
 

@@ -1,6 +1,6 @@
 """How the training set is cut among clients: the kinds of heterogeneity, and its measure.
 
-A split is a spec of the shared grammar (:mod:`byzstress.grammar`), ``NAME[key=value,...]``,
+A split is a spec of the shared grammar (:mod:`byzstress.threats.grammar`), ``NAME[key=value,...]``,
 given as the run knob ``split`` (a study axis like any other). Every split is a partition:
 each sample goes to at most one client, and every client gets at least ``min_samples``
 samples or the split is an error naming the knob. All draws come from
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .grammar import check_param, parse
+from ..threats.grammar import check_param, parse
 
 __all__ = ["SPLITS", "check_split", "heterogeneity", "split_indices"]
 

@@ -42,7 +42,7 @@ def check_batchable(specs: list[RunSpec]) -> None:
 
 
 class SimulatorBatch:
-    """``R`` :class:`~byzstress.training.Simulator` s sharing the data and one nested
+    """``R`` :class:`~byzstress.sim.training.Simulator` s sharing the data and one nested
     ``vmap`` for their client gradients; each simulator's ``θ`` and momentum are rows of
     the batch's ``[R, d]`` and ``[R, m, d]`` tensors."""
 
@@ -52,7 +52,7 @@ class SimulatorBatch:
         device: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        """``dtype``: as for :class:`~byzstress.training.Simulator` (float64 for tests)."""
+        """``dtype``: as for :class:`~byzstress.sim.training.Simulator` (float64 for tests)."""
         check_batchable(specs)
         first = Simulator(specs[0], device, dtype=dtype)
         shared = (first.train, first.test)

@@ -3,7 +3,7 @@
 The seed paper says that under heterogeneity stronger perturbations "go undetected".
 Accuracy alone cannot tell an attack the defense filtered out from one it let through and
 that did no harm, so two quantities from each run's diagnostics
-(:func:`byzstress.training.diagnostics`, means over the run's evaluations) describe what
+(:func:`byzstress.sim.training.diagnostics`, means over the run's evaluations) describe what
 the defense did with the Byzantine vectors:
 
 ``kept``

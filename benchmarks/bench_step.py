@@ -73,7 +73,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from byzstress import __version__ as BYZSTRESS_VERSION
-from byzstress.runs.runner import cpu_model
+from byzstress.runs.machine import cpu_model
 from byzstress.sim import data, gradients, models
 from byzstress.sim.partition import PaddedShares, client_shares
 from byzstress.sim.spec import RunSpec

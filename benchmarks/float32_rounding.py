@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from byzstress.runs.runner import kernels
+from byzstress.runs.machine import kernels
 from byzstress.sim import gradients
 from byzstress.sim.batch import SimulatorBatch
 from byzstress.sim.spec import RunSpec

@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import socket
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .. import __version__
 from ..sim.batch import BATCHABLE, SimulatorBatch
 from ..sim.spec import RunSpec
 from ..sim.training import DIAGNOSTICS, Simulator
+from .machine import device_name, kernels, versions
 from .storage import (
     check_writable,
     load_checkpoint,
@@ -38,7 +35,7 @@ from .storage import (
     write_json,
 )
 
-__all__ = ["Curve", "cpu_model", "kernels", "result_json", "run", "run_batch"]
+__all__ = ["Curve", "result_json", "run", "run_batch"]
 
 
 @dataclass
@@ -66,48 +63,6 @@ class Curve:
         out: dict[str, Any] = {k: list(v) for k, v in self.__dict__.items() if k != "diagnostics"}
         out["diagnostics"] = {k: list(v) for k, v in self.diagnostics.items()}
         return out
-
-
-def _dist_version(dist: str) -> str | None:
-    """An installed distribution's version, read from its metadata: importing torchvision
-    only for its version would cost a short run about a second."""
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _versions() -> dict[str, str | None]:
-    return {
-        "byzstress": __version__,
-        "torch": torch.__version__,
-        "torchvision": _dist_version("torchvision"),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def cpu_model() -> str | None:
-    """The CPU's model name (Linux ``/proc/cpuinfo``; ``None`` elsewhere). The run records
-    and the benchmarks name the machine with it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def kernels() -> dict[str, str | None]:
-    """What decides float32 rounding on the CPU besides the code: the CPU, the ATen kernel
-    set torch dispatches to (``ATEN_CPU_CAPABILITY`` may lower it) and oneDNN's ISA cap."""
-    return {
-        "cpu_model": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
-        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-    }
 
 
 def _process_age() -> float | None:
@@ -179,13 +134,11 @@ def result_json(
         "timings": timings,
         "resumed_from_step": resumed_from,
         "device": str(sim.device),
-        "device_name": torch.cuda.get_device_name(sim.device)
-        if sim.device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        "device_name": device_name(sim.device),
         "threads": torch.get_num_threads(),
         "kernels": kernels(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "versions": _versions(),
+        "versions": versions(),
         "hostname": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_array": {

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .sim.spec import RunSpec, SpecError, field_help
+from .sim.spec import RunSpec, SpecError, field_help, read_spec_json
 
 __all__ = ["main"]
 
@@ -73,6 +73,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="YAML file with any of the keys below")
+    p.add_argument(
+        "--spec",
+        metavar="JSON",
+        help="the run spec as one JSON object (what a workflow job is handed; applied after "
+        "--config, before the flags below)",
+    )
     p.add_argument("--out", type=Path, help="where to write the run's JSON (atomically)")
     p.add_argument(
         "--checkpoint", type=Path, help="checkpoint file (resumed if present; default OUT.ckpt)"
@@ -102,6 +108,8 @@ def _spec_from_args(args: argparse.Namespace) -> RunSpec:
         if not isinstance(loaded, dict):
             raise SpecError(f"--config: {str(args.config)!r} must hold a mapping of keys")
         values.update(loaded)
+    if args.spec is not None:
+        values.update(read_spec_json(args.spec))
     for f in fields(RunSpec):
         if f.name in args:
             values[f.name] = _convert(f.name, getattr(args, f.name))

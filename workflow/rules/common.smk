@@ -14,7 +14,6 @@ from byzstress.runs.study import (
     StudyError,
     check_finite,
     check_shared_runs,
-    cli_args,
     expand_study,
     job_threads,
     selected_studies,
@@ -63,9 +62,10 @@ def run_of(wildcards):
     return RUN_INDEX[path]
 
 
-def run_args(wildcards):
-    """Only this run's own values: adding runs to the config never reruns existing ones."""
-    return cli_args(run_of(wildcards).spec)
+def run_spec(wildcards):
+    """The run's spec as one JSON object (only its own values: adding runs to the config
+    never reruns existing ones)."""
+    return run_of(wildcards).json
 
 
 def study_resource(study, key, default):

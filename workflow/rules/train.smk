@@ -25,7 +25,7 @@ rule train:
         gpu=lambda wildcards: study_resource(wildcards.study, "gpu", 0),
     params:
         cli=CLI,
-        args=run_args,
+        spec=run_spec,
     shell:
-        "OMP_NUM_THREADS={threads} python {params.cli:q} train {params.args}"
+        "OMP_NUM_THREADS={threads} python {params.cli:q} train --spec {params.spec:q}"
         " --out {output:q} --checkpoint {output:q}.ckpt --no-progress > {log:q} 2>&1"

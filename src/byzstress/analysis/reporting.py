@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..sim.spec import RunSpec
+from ..sim.spec import RunSpec, knobs
 from ..threats.attacks import alie_default_z
 from ..threats.grammar import parse
 from . import paper
@@ -91,24 +91,9 @@ def _beta_label(beta: Any) -> str:
     return beta if isinstance(beta, str) else _num(float(beta))
 
 
-# Training knobs that a study may vary (``axes:``); ``variant`` names those that differ.
-KNOBS = (
-    "model",
-    "n",
-    "f",
-    "steps",
-    "batch_size",
-    "lr",
-    "lr_gamma",
-    "momentum",
-    "momentum_form",
-    "defense_units",
-    "weight_decay",
-    "eval_every",
-    "min_samples",
-    "augment",
-    "split",
-)
+# The run table's training-knob columns (declared in the run spec); ``variant`` names those
+# that differ.
+KNOBS = knobs(column=True)
 DEFAULTS = RunSpec().to_dict()
 # Per-run means over the evaluations of the diagnostics the run JSON records.
 DIAG_COLUMNS = (

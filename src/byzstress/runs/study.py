@@ -20,10 +20,10 @@ no torch: the Snakefile uses it at DAG-build time.
 from __future__ import annotations
 
 import math
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from ..sim.spec import knobs, spec_json
 from ..threats.grammar import slug
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "StudyError",
     "check_finite",
     "check_shared_runs",
-    "cli_args",
     "expand_study",
     "fmt_number",
     "job_threads",
@@ -39,9 +38,11 @@ __all__ = [
     "selected_studies",
 ]
 
-AXES = ("beta", "attack", "strength", "knowledge", "defense", "seed")
-# Run-spec keys that are not training knobs of a study (set elsewhere, or per machine).
-NOT_AXES = (*AXES, "dataset", "data_root", "plugins", "device", "download", "checkpoint_every")
+# All from the run spec's declaration (byzstress.sim.spec): a study's own axes, the knobs
+# ``axes:`` may vary, and what ``train:`` accepts (those and the run settings, and δ).
+AXES = knobs("axis")
+AXIS_KNOBS = knobs("knob")
+TRAIN_KEYS = (*AXIS_KNOBS, *knobs("setting"), "delta")
 MATRIX_KEYS = ("betas", "seeds", "defenses", "attacks", "axes")
 
 
@@ -86,6 +87,12 @@ class Run:
     def path(self, results: str) -> str:
         return f"{results}/{self.study}/runs/{self.key}.json"
 
+    @property
+    def json(self) -> str:
+        """The spec its job is handed (``byzstress train --spec``): only this run's own
+        values, so that a new default or a new run in the config never reruns it."""
+        return spec_json(dict(self.spec))
+
 
 def check_finite(node: Any, where: str = "config") -> None:
     """Raise :class:`StudyError` naming the first NaN or ±Inf anywhere in the config (YAML's
@@ -126,12 +133,12 @@ def _strength_key(value: Any) -> tuple[str, Any]:
 
 
 def _validate_runs(where: str, runs: list[Run]) -> None:
-    """Validate every distinct run spec with :class:`RunSpec` (names, ranges, f < n/2, ...)
-    when torch is importable; the train jobs validate again in any case."""
-    try:
-        from ..sim.spec import RunSpec, SpecError
-    except ImportError:  # a Snakemake environment without torch
-        return
+    """Validate every distinct run spec where it is built: the fields always (names, ranges,
+    f < n/2; no torch needed), the registries' names (attack, defense, model, plugins) when
+    torch is importable. A job then reads its spec back from :func:`Run.json`."""
+    from ..sim.spec import RunSpec, SpecError
+
+    names = _registries_importable()
     seen: set[tuple] = set()
     for run in runs:
         key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in run.spec)
@@ -139,9 +146,22 @@ def _validate_runs(where: str, runs: list[Run]) -> None:
             continue
         seen.add(key)
         try:
-            RunSpec.from_dict(dict(run.spec))
+            spec = RunSpec(**dict(run.spec))
+            spec.check_fields()
+            if names:
+                spec.check_names()
         except SpecError as err:
             raise StudyError(f"{where}: {err}") from err
+
+
+def _registries_importable() -> bool:
+    """Whether the attack and defense registries (torch) can be imported here: a Snakemake
+    environment without torch checks the fields only, and each job checks the names."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def spec_defaults() -> dict[str, Any]:
@@ -165,7 +185,7 @@ def _axes(where: str, axes: dict[str, Any]) -> list[list[tuple[str, Any]]]:
     """Every combination of the axes' values as ``[(key, value), ...]``, keys in order."""
     if not isinstance(axes, dict):
         raise StudyError(f"{where}.axes: must map training knobs to lists of values")
-    valid = sorted(set(spec_defaults()) - set(NOT_AXES))
+    valid = sorted(AXIS_KNOBS)
     if "f" in axes and "delta" in axes:
         raise StudyError(f"{where}.axes: give either f or delta, not both")
     combos: list[list[tuple[str, Any]]] = [[]]
@@ -328,9 +348,13 @@ def _expand_matrix(
         if "f" in train:
             raise StudyError(f"{where}.train: give either f or delta, not both")
         train["f"] = math.floor(float(delta) * int(train.get("n", defaults["n"])) + 1e-9)
-    for axis in AXES:
-        if axis in train:
-            raise StudyError(f"{where}.train.{axis}: set it as a study axis, not in train")
+    for key in train:
+        if key in AXES:
+            raise StudyError(f"{where}.train.{key}: set it as a study axis, not in train")
+        if key not in TRAIN_KEYS:
+            raise StudyError(
+                f"{where}.train.{key}: not a training knob; valid: {', '.join(TRAIN_KEYS)}"
+            )
     base: dict[str, Any] = {"dataset": study["dataset"], **train}
     if config.get("data_root"):
         base.setdefault("data_root", config["data_root"])
@@ -413,21 +437,6 @@ def check_shared_runs(runs: dict[str, list[Run]], results: str) -> dict[str, Run
             index.setdefault(path, run)
             owner.setdefault(path, study)
     return index
-
-
-def cli_args(spec: dict[str, Any] | tuple[tuple[str, Any], ...]) -> str:
-    """``byzstress train`` flags for a run spec, shell-quoted."""
-    items = spec.items() if isinstance(spec, dict) else spec
-    out = []
-    for k, v in items:
-        if isinstance(v, list | tuple):
-            v = ",".join(str(x) for x in v)
-        elif isinstance(v, bool):
-            v = "true" if v else "false"
-        elif isinstance(v, float):
-            v = repr(v)
-        out.append(f"--{k.replace('_', '-')} {shlex.quote(str(v))}")
-    return " ".join(out)
 
 
 def job_threads(definition: dict[str, Any]) -> int:

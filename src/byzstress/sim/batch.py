@@ -18,12 +18,13 @@ from torch import Tensor
 from torch.func import vmap
 
 from . import gradients
-from .spec import RunSpec, SpecError
+from .spec import RunSpec, SpecError, knobs
 from .training import Simulator, update_momentum
 
 __all__ = ["BATCHABLE", "SimulatorBatch", "check_batchable"]
 
-BATCHABLE = ("seed", "beta")
+# the knobs the run spec marks batchable (seed and β: the same work per step)
+BATCHABLE = knobs(batchable=True)
 
 
 def check_batchable(specs: list[RunSpec]) -> None:

@@ -139,8 +139,7 @@ class Simulator:
         Runs train in float32; float64 is for checking that two computations of one
         quantity differ only by rounding (tests/test_batch.py, tests/test_training.py):
         float32's rounding, amplified over a few steps, depends on the CPU's kernels."""
-        spec.validate()
-        self.spec = s = spec.resolved()
+        self.spec = s = spec.resolved()  # validated where it was built (RunSpec.from_dict)
         if s.plugins:
             defenses.load_plugins(list(s.plugins))
         if s.deterministic:

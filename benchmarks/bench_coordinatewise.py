@@ -46,7 +46,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=20)
     a = p.parse_args()
     dev = torch.device(a.device)
-    print(f"== coordinate-wise statistics on {dev} ({bs.machine_info(dev).get('device_name')})")
+    print(f"== coordinate-wise statistics on {dev} ({bs.machine_name(dev)})")
     for d in [int(v) for v in a.d.split(",")]:
         x = torch.randn(a.n, d, device=dev)  # odd n: the median is one order statistic
         for stat, impls in candidates(a.n, a.f).items():

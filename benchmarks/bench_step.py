@@ -49,7 +49,6 @@ import contextlib
 import copy
 import functools
 import json
-import math
 import os
 import platform
 import socket
@@ -72,8 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from byzstress import __version__ as BYZSTRESS_VERSION
-from byzstress.runs.machine import cpu_model
+from byzstress.runs.machine import cpu_model, device_name, versions
+from byzstress.runs.storage import write_json
 from byzstress.sim import data, gradients, models
 from byzstress.sim.partition import PaddedShares, client_shares
 from byzstress.sim.spec import RunSpec
@@ -229,43 +228,37 @@ def summary(times: list[float]) -> dict[str, Any]:
 
 
 @functools.cache
-def _cached_load(name: str, root: str, train: bool, device: str, download: bool) -> data.TensorData:
-    return _ORIGINAL_LOAD(name, root, train, device, download)
+def _load_splits(name: str, root: str, device: str) -> tuple[data.TensorData, data.TensorData]:
+    return data.load(name, root, True, device), data.load(name, root, False, device)
 
 
-_ORIGINAL_LOAD = data.load
-_FAKE: dict[tuple[str, bool, str], data.TensorData] = {}
+_FAKE: dict[tuple[str, str], tuple[data.TensorData, data.TensorData]] = {}
 
 
-def _patched_load(
-    name: str,
-    root: str | Path | None = None,
-    train: bool = True,
-    device: torch.device | str = "cpu",
-    download: bool = False,
-) -> data.TensorData:
-    """Benchmark-process replacement of ``byzstress.sim.data.load``: loads each split once
-    (several Simulators are built), and serves the random stand-in for CIFAR-10 when one
-    was registered by :func:`fake_cifar10`."""
+def splits(
+    name: str, root: str | Path, device: torch.device | str
+) -> tuple[data.TensorData, data.TensorData]:
+    """The (train, test) splits of ``name`` on ``device`` that every Simulator and baseline
+    of this process shares (``Simulator(..., datasets=...)``): loaded once per process with
+    ``byzstress.sim.data.load``, or the random stand-in :func:`fake_cifar10` made."""
     dev = str(torch.device(device))
-    if (name, train, dev) in _FAKE:
-        return _FAKE[(name, train, dev)]
-    root = str(root) if root is not None else str(data.default_root())
-    return _cached_load(name, root, train, dev, download)
-
-
-data.load = _patched_load  # Simulator calls data.load(...) through the module attribute
+    if (name, dev) in _FAKE:
+        return _FAKE[(name, dev)]
+    return _load_splits(name, str(root), dev)
 
 
 def fake_cifar10(device: torch.device, seed: int = 0) -> None:
-    """Register random uint8 images / labels shaped like CIFAR-10 (50k train, 10k test)."""
+    """Random uint8 images / labels shaped like CIFAR-10 (50k train, 10k test), served by
+    :func:`splits` for ``cifar10`` on ``device`` from now on."""
     g = torch.Generator().manual_seed(seed)
     mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)
     std = torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1)
-    for train, size in ((True, 50_000), (False, 10_000)):
+    fake = []
+    for size in (50_000, 10_000):
         x = torch.randint(0, 256, (size, 3, 32, 32), generator=g, dtype=torch.uint8)
         y = torch.randint(0, 10, (size,), generator=g)
-        _FAKE[("cifar10", train, str(device))] = data.TensorData(x, y, mean, std, 10).to(device)
+        fake.append(data.TensorData(x, y, mean, std, 10).to(device))
+    _FAKE[("cifar10", str(torch.device(device)))] = (fake[0], fake[1])
 
 
 def cifar10_present(root: Path) -> bool:
@@ -305,7 +298,12 @@ class ByzstressStep:
     engine = "auto"  # the engine a run uses: expanded on the CPU, vmap on CUDA
 
     def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
-        self.sim = Simulator(s.run_spec(device, root), device=device, grad_engine=self.engine)
+        self.sim = Simulator(
+            s.run_spec(device, root),
+            device=device,
+            datasets=splits(s.dataset, root, device),
+            grad_engine=self.engine,
+        )
         self.dim = self.sim.model.dim
 
     def __call__(self) -> None:
@@ -352,7 +350,7 @@ class FloorStep:
 
     def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
         self.s = s
-        train = data.load(s.dataset, root, True, device)
+        train, _ = splits(s.dataset, root, device)
         self.sample = ClientSampler(s, train, device)
         torch.manual_seed(s.seed)
         self.model = models.build(s.model, train.num_classes).to(device)
@@ -410,7 +408,7 @@ class NaiveStep:
 
     def __init__(self, s: Setting, device: torch.device, root: Path) -> None:
         self.s = s
-        train = data.load(s.dataset, root, True, device)
+        train, _ = splits(s.dataset, root, device)
         self.sample = ClientSampler(s, train, device)
         torch.manual_seed(s.seed)
         self.global_model = models.build(s.model, train.num_classes).to(device)
@@ -518,7 +516,7 @@ class ByzflStep:
 
         if s.dataset != "fmnist":
             raise NotImplementedError("the ByzFL baseline is wired for Fashion-MNIST only")
-        data.load("fmnist", root, False)  # stage the Debian IDX files if needed
+        splits("fmnist", root, device)  # stages the Debian IDX files for torchvision too
         tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.2860,), (0.3530,))])
         train = datasets.FashionMNIST(str(root), train=True, download=False, transform=tf)
         train.targets = torch.as_tensor(train.targets).long()
@@ -807,26 +805,30 @@ def _dist_version(name: str) -> str | None:
 
 
 def _cpu_model() -> str:
-    return cpu_model() or platform.processor() or platform.machine()
+    """The CPU's model name, else its architecture (``byzstress.runs.machine``)."""
+    return cpu_model() or device_name(torch.device("cpu"))
+
+
+def machine_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the CPU's model name (a record's ``device_name``)."""
+    return device_name(device) if device.type == "cuda" else _cpu_model()
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
+    """The machine a benchmark ran on: ``byzstress.runs.machine``'s versions, CPU and device
+    name, with the host, threads, CUDA and load average besides."""
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
-        "python": platform.python_version(),
+        **versions(),  # byzstress, torch, torchvision, numpy, python
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "byzstress": BYZSTRESS_VERSION,
         "byzfl": _dist_version("byzfl"),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else _cpu_model(),
+        "device_name": machine_name(device),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -1061,8 +1063,9 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [
             "medians over individually timed steps after warm-up; ratios are time ratios "
             "(X_over_byzstress_time = steps/s of byzstress / steps/s of X)",
-            "byzstress.sim.data.load is wrapped in this process to load each split once (and to "
-            "serve random CIFAR-10-shaped tensors when CIFAR-10 is absent)",
+            "each dataset split is loaded once in this process (byzstress.sim.data.load) and "
+            "handed to every Simulator (datasets=); random CIFAR-10-shaped tensors stand in "
+            "when CIFAR-10 is absent",
         ],
     }
     load = result["machine"]["loadavg_start"]
@@ -1127,18 +1130,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Write a benchmark's JSON atomically (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    """Write a benchmark's JSON atomically (``byzstress.runs.storage.write_json``); paths,
+    devices and tensors are written as text or lists."""
+    write_json(path, json.loads(json.dumps(result, default=_json_default)))
 
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, Path | torch.device):
         return str(o)
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
     if hasattr(o, "tolist"):
         return o.tolist()
     return str(o)

@@ -73,25 +73,17 @@ def study_runs(repo: Path, config: dict[str, Any], study: str) -> list[Any]:
     return expand_study(study, defs[study], config)
 
 
-def cpu_model() -> str:
-    # not byzstress.runs.runner's reader: this script imports byzstress only from the checkout
-    # it times (study_runs), which may be older than ours
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(repo: Path) -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
+    """The machine and checkout the benchmark ran on. Call it after :func:`study_runs`: like
+    the study, ``byzstress.runs.machine`` is then the timed checkout's own."""
+    import torch
 
+    from byzstress.runs.machine import cpu_model, device_name, versions
+
+    try:
+        snakemake = metadata.version("snakemake")
+    except metadata.PackageNotFoundError:
+        snakemake = None
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
     ).stdout.strip()
@@ -101,14 +93,15 @@ def machine(repo: Path) -> dict[str, Any]:
         capture_output=True,
         text=True,
     ).stdout.strip()
+    lib = versions()
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu_model() or device_name(torch.device("cpu")),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "snakemake": version("snakemake"),
+        "python": lib["python"],
+        "torch": lib["torch"],
+        "snakemake": snakemake,
         "git_commit": commit or None,
         "git_dirty": bool(dirty),
         "loadavg_start": os.getloadavg(),
@@ -297,10 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         result["compare"] = compare(rows, json.loads(a.compare.read_text()))
     print_report(result)
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out.with_suffix(a.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, a.out)
+        from byzstress.runs.storage import write_json  # the timed checkout's, as above
+
+        write_json(a.out, result)
         print(f"wrote {a.out}")
     if not a.keep and a.results is None:
         shutil.rmtree(results, ignore_errors=True)

@@ -56,7 +56,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# bench_step wraps byzstress.sim.data.load with a per-process cache (each split loads once)
 import bench_step as bs  # noqa: I001
 from byzstress.sim import data, training
 from byzstress.runs import runner
@@ -228,7 +227,12 @@ class ByzflRun:
         from byzfl import ByzantineClient, Client, Server
         from torchvision import datasets, transforms
 
-        ref = Simulator(dataclasses.replace(spec, weight_decay=0.0))
+        device = training.resolve_device(spec.device)
+        ref = Simulator(
+            dataclasses.replace(spec, weight_decay=0.0),
+            device=device,
+            datasets=bs.splits(spec.dataset, spec.data_root, device),  # loaded once per process
+        )
         s = self.spec = ref.spec
         self.device, self.h, self.m = ref.device, ref.h, len(ref.shares)
         theta0 = ref.model.theta.detach().clone()

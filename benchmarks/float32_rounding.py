@@ -33,7 +33,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from byzstress.runs.machine import kernels
-from byzstress.sim import gradients
+from byzstress.runs.storage import write_json
+from byzstress.sim import data, gradients
 from byzstress.sim.batch import SimulatorBatch
 from byzstress.sim.spec import RunSpec
 from byzstress.sim.training import Simulator
@@ -53,7 +54,12 @@ def main() -> None:
     base = {"device": "cpu", "defense": "rfa(buck)", "attack": "lf", "strength": None}
     base["data_root"] = a.data_root
     spec = RunSpec.from_dict({**base, "seed": 0, "beta": 0.5})
-    sim = Simulator(spec)
+    # every simulator of this probe shares the splits, loaded once
+    splits = (
+        data.load(spec.dataset, a.data_root, True),
+        data.load(spec.dataset, a.data_root, False),
+    )
+    sim = Simulator(spec, datasets=splits)
     xb, yb = sim.batches()
     params = sim.model.params
 
@@ -103,7 +109,7 @@ def main() -> None:
     for dtype in (torch.float32, torch.float64):
         group = [RunSpec.from_dict({**base, **m}) for m in members]
         batch = SimulatorBatch(group, dtype=dtype)
-        singles = [Simulator(s, dtype=dtype) for s in group]
+        singles = [Simulator(s, datasets=splits, dtype=dtype) for s in group]
         for _ in range(a.steps):
             batch.step([True] * len(group))
             for s in singles:
@@ -119,8 +125,7 @@ def main() -> None:
     text = json.dumps(out, indent=1)
     print(text)
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text + "\n")
+        write_json(a.out, out)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from byzstress.runs.machine import cpu_model, device_name, versions
+from byzstress.runs.machine import cpu_model, device_name, dist_version, versions
 from byzstress.runs.storage import write_json
 from byzstress.sim import data, gradients, models
 from byzstress.sim.partition import PaddedShares, client_shares
@@ -161,7 +161,7 @@ class Setting:
 # --------------------------------------------------------------------------- timing
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -180,14 +180,14 @@ def time_calls(
     """
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times: list[float] = []
     spent = 0.0
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         dt = time.perf_counter() - t0
         times.append(dt)
         spent += dt
@@ -674,7 +674,7 @@ def bench_step(
         if isinstance(runner, ByzstressStep):
             res["grad_engine"] = runner.sim.grads.name
         if name == "byzfl":
-            res["byzfl_version"] = _dist_version("byzfl")
+            res["byzfl_version"] = dist_version("byzfl")
             res["mapping"] = BYZFL_MAPPING
             res["deviations"] = BYZFL_DEVIATIONS
             res["client_split_sizes"] = runner.split_sizes
@@ -795,15 +795,6 @@ def bench_scaling(
 # --------------------------------------------------------------------------- report
 
 
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
 def _cpu_model() -> str:
     """The CPU's model name, else its architecture (``byzstress.runs.machine``)."""
     return cpu_model() or device_name(torch.device("cpu"))
@@ -826,7 +817,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "byzfl": _dist_version("byzfl"),
+        "byzfl": dist_version("byzfl"),
         "device": str(device),
         "device_name": machine_name(device),
         "cuda": torch.version.cuda,
@@ -906,11 +897,11 @@ def print_scaling_table(rows: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def _csv(text: str) -> list[str]:
+def csv_items(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _defense_csv(text: str) -> list[str]:
+def defense_items(text: str) -> list[str]:
     """Comma-separated defense specs; commas inside [] / () do not split."""
     out, depth, cur = [], 0, ""
     for ch in text:
@@ -1034,15 +1025,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
     sections = (
-        _csv(args.sections)
+        csv_items(args.sections)
         if args.sections
         else (["step", "defenses", "scaling"] + (["cifar"] if device.type == "cuda" else []))
     )
     bad = [x for x in sections if x not in SECTIONS]
-    baselines = _csv(args.baselines) if args.baselines else default_baselines(device)
+    baselines = csv_items(args.baselines) if args.baselines else default_baselines(device)
     cifar_baselines = [
         b
-        for b in (_csv(args.cifar_baselines) if args.cifar_baselines else baselines)
+        for b in (csv_items(args.cifar_baselines) if args.cifar_baselines else baselines)
         if b != "byzfl"  # not wired for CIFAR
     ]
     bad += [x for x in baselines + cifar_baselines if x not in BASELINES]
@@ -1087,8 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
         print_step_table(title, result["step"])
     if "defenses" in sections:
         result["defenses"] = bench_defenses(
-            _defense_csv(args.defense_specs),
-            _csv(args.defense_models),
+            defense_items(args.defense_specs),
+            csv_items(args.defense_models),
             base.n,
             base.f,
             device,
@@ -1097,7 +1088,7 @@ def main(argv: list[str] | None = None) -> int:
         print_defense_table(result["defenses"])
     if "scaling" in sections:
         result["scaling"] = bench_scaling(
-            base, [int(x) for x in _csv(args.scaling_n)], device, root, args
+            base, [int(x) for x in csv_items(args.scaling_n)], device, root, args
         )
         print_scaling_table(result["scaling"])
     if "cifar" in sections:

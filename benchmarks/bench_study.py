@@ -88,10 +88,6 @@ def evals_per_run(spec: RunSpec) -> int:
 
 
 FAKE_DATA = "random CIFAR-10-shaped tensors (CIFAR-10 absent; step cost ignores pixels)"
-NO_BATCH_STAND_IN = (
-    "needs CIFAR-10 under the data root: byzstress.sim.batch.SimulatorBatch loads its runs' "
-    "data itself and takes no datasets, so the random stand-in cannot reach it"
-)
 
 
 def prepare_data(runs: list[Run], device: torch.device, root: Path) -> str:
@@ -105,6 +101,12 @@ def prepare_data(runs: list[Run], device: torch.device, root: Path) -> str:
 def simulator(spec: RunSpec, device: torch.device) -> Simulator:
     """One run's simulator on the data this process loaded once (or the stand-in)."""
     return Simulator(spec, device=device, datasets=bs.splits(spec.dataset, spec.data_root, device))
+
+
+def batch_of(specs: list[RunSpec], device: torch.device) -> SimulatorBatch:
+    """A batch of runs of one configuration on the data this process loaded once."""
+    s = specs[0]
+    return SimulatorBatch(specs, device, datasets=bs.splits(s.dataset, s.data_root, device))
 
 
 def _time_batch(batch: SimulatorBatch, device: torch.device, args: argparse.Namespace) -> dict:
@@ -126,7 +128,7 @@ def bench_estimate(
         specs = [run_spec(m, device, root) for m in members]
         spec = specs[0]
         log(f"[estimate] {key} ({len(members)} runs) ...")
-        single = SimulatorBatch(specs[:1], device)
+        single = batch_of(specs[:1], device)
         step = _time_batch(single, device, args)
         ev = bs.summary(bs.time_calls(single.sims[0].evaluate, device, 1, args.eval_repeats))
         del single
@@ -143,7 +145,7 @@ def bench_estimate(
         total["sequential_s"] += per_run * len(members)
         msg = f"  step {step['median_s'] * 1e3:.2f} ms, eval {ev['median_s'] * 1e3:.1f} ms"
         if args.batched and len(specs) > 1:
-            batch = SimulatorBatch(specs, device)
+            batch = batch_of(specs, device)
             bstep = _time_batch(batch, device, args)
             del batch
             per_group = spec.steps * bstep["median_s"] + evals * len(specs) * ev["median_s"]
@@ -168,13 +170,13 @@ def bench_batch(
     betas = sorted({dict(r.spec)["beta"] for r in runs}, key=str)
     out: dict[str, Any] = {"run": base, "sizes": {}}
     one = None
-    for r in [int(x) for x in bs._csv(args.batch_sizes)]:
+    for r in [int(x) for x in bs.csv_items(args.batch_sizes)]:
         specs = [
             run_spec({**base, "seed": i, "beta": betas[i % len(betas)]}, device, root)
             for i in range(r)
         ]
         log(f"[batch] R={r} ...")
-        res = _time_batch(SimulatorBatch(specs, device), device, args)
+        res = _time_batch(batch_of(specs, device), device, args)
         per_run = res["median_s"] / r
         one = one or per_run
         res.update(per_run_s=per_run, speedup_vs_1=one / per_run)
@@ -195,12 +197,12 @@ def bench_profile(
     for _ in range(args.warmup):
         sim.step()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    bs._sync(device)
+    bs.sync(device)
     t0 = time.perf_counter()
     with profile(activities=acts) as prof:
         for _ in range(args.profile_steps):
             sim.step()
-        bs._sync(device)
+        bs.sync(device)
     wall = time.perf_counter() - t0
     ka = prof.key_averages()
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
@@ -235,7 +237,7 @@ def worker(args: argparse.Namespace) -> int:
     sim = simulator(run_spec(runs[args.share_run], device, root), device)
     for _ in range(args.warmup):
         sim.step()
-    bs._sync(device)
+    bs.sync(device)
     ready = time.time()
     (args.barrier / f"ready-{os.getpid()}").touch()
     go = args.barrier / "go"
@@ -244,7 +246,7 @@ def worker(args: argparse.Namespace) -> int:
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < args.share_window:
         sim.step()
-        bs._sync(device)  # as the run loop does
+        bs.sync(device)  # as the run loop does
         steps += 1
     elapsed = time.perf_counter() - t0
     out = {"steps": steps, "elapsed_s": elapsed, "startup_s": ready - t_proc, "data": data_kind}
@@ -255,7 +257,7 @@ def worker(args: argparse.Namespace) -> int:
 def bench_share(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     out: dict[str, Any] = {"window_s": args.share_window, "levels": {}}
     base = None
-    for k in [int(x) for x in bs._csv(args.share)]:
+    for k in [int(x) for x in bs.csv_items(args.share)]:
         barrier = Path(tempfile.mkdtemp(prefix="bench-share-"))
         cmd = [
             sys.executable,
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
     device = torch.device(args.device)
     args.data_root.mkdir(parents=True, exist_ok=True)
-    sections = bs._csv(args.sections) if args.sections else list(SECTIONS)
+    sections = bs.csv_items(args.sections) if args.sections else list(SECTIONS)
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise SystemExit(f"error: unknown sections {bad}; valid: {list(SECTIONS)}")
@@ -385,12 +387,6 @@ def main(argv: list[str] | None = None) -> int:
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "data": prepare_data(runs, device, args.data_root),
     }
-    if result["data"] == FAKE_DATA:
-        # a SimulatorBatch loads its own data (byzstress.sim.data.load): no stand-in for it
-        for section in [s for s in ("estimate", "batch") if s in sections]:
-            sections.remove(section)
-            result[section] = {"skipped": NO_BATCH_STAND_IN}
-            log(f"[{section}] skipped: {NO_BATCH_STAND_IN}")
     if "estimate" in sections:
         est = bench_estimate(runs, device, args.data_root, args)
         result["estimate"] = est

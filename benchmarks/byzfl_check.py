@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_step as bs  # noqa: I001
 from byzstress.sim import data, training
 from byzstress.runs import runner
+from byzstress.runs.machine import dist_version
 from byzstress.sim.partition import PaddedShares
 from byzstress.sim.spec import RunSpec
 from byzstress.sim.training import Simulator
@@ -378,10 +379,10 @@ class ByzflRun:
         times: list[float] = []
         status, first, eval_time = "ok", None, 0.0
         for t in range(1, s.steps + 1):
-            bs._sync(self.device)
+            bs.sync(self.device)
             t0 = time.perf_counter()
             loss, finite = self.step()
-            bs._sync(self.device)
+            bs.sync(self.device)
             times.append(time.perf_counter() - t0)
             if t == 1:
                 first = self.first_step_check(loss)
@@ -678,8 +679,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="write byzfl_check.json and byzfl_check.md here")
     a = p.parse_args(argv)
     try:
-        a.seed_list = [int(x) for x in bs._csv(a.seeds)]
-        a.cell_list = [parse_cell(c) for c in bs._defense_csv(a.cells)]
+        a.seed_list = [int(x) for x in bs.csv_items(a.seeds)]
+        a.cell_list = [parse_cell(c) for c in bs.defense_items(a.cells)]
     except ValueError as err:
         p.error(str(err))
     if a.steps < 1 or a.eval_every < 1 or a.byzfl_gm_iters < 1:
@@ -719,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": str(device),
             "data_root": str(args.data_root),
         },
-        "byzfl_version": bs._dist_version("byzfl"),
+        "byzfl_version": dist_version("byzfl"),
         "deviations": deviations(args),
         "runs": [],
     }

@@ -2,10 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from byzstress.sim.spec import RunSpec, SpecError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BAD = [
     ({"dataset": "mnist"}, "dataset: 'mnist' is not valid; valid choices: fmnist, cifar10"),
@@ -92,3 +95,85 @@ def test_cli_config_file_and_flag_override(tmp_path):
     cfg.write_text("dataset: fmnist\nlr: 1e-3\n")  # YAML 1.1 reads this as a string
     r = _cli("train", "--config", str(cfg))
     assert r.returncode == 2 and "write 1.0e-3" in r.stderr
+
+
+def test_every_job_of_every_study_runs_the_spec_its_study_built(monkeypatch):
+    """The spec a study builds travels to its job as one JSON object: for every run of every
+    study in config.yaml, what `byzstress train --spec` hands the simulator equals the spec
+    the expansion built and validated (no lossy round trip through flags)."""
+    import yaml
+
+    from byzstress import cli
+    from byzstress.runs import runner
+    from byzstress.runs.study import expand_study
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    got: list[RunSpec] = []
+    monkeypatch.setattr(runner, "run", lambda spec, **kw: got.append(spec) or _fake_result())
+    count = 0
+    for name, study in config["definitions"].items():
+        for run in expand_study(name, study, config):
+            built = RunSpec(**dict(run.spec))
+            assert cli.main(["train", "--spec", run.json]) == 0
+            assert got[-1] == built, (name, run.key)
+            assert got[-1].to_dict() == RunSpec.from_json(run.json).to_dict()
+            count += 1
+    assert count == len(got) > 1000  # every study, not a sample
+
+
+def test_the_workflow_hands_each_job_its_runs_json(tmp_path):
+    """What Snakemake puts on a train job's command line is Run.json, verbatim."""
+    import json
+    import shlex
+
+    import yaml
+
+    from byzstress.runs.study import expand_study
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    runs = {
+        run.path("results"): run
+        for run in expand_study("demo", config["definitions"]["demo"], config)
+    }
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-p",
+            "--forceall",
+            "--config",
+            "studies=[demo]",
+            "--",
+            *runs,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    seen = 0
+    for line in r.stdout.splitlines():
+        if " train --spec " not in line:
+            continue
+        words = shlex.split(line.split("OMP_NUM_THREADS=", 1)[1].split(" > ", 1)[0])
+        spec = words[words.index("--spec") + 1]
+        out = words[words.index("--out") + 1]
+        assert spec == runs[out].json
+        assert RunSpec.from_json(spec) == RunSpec(**dict(runs[out].spec))
+        assert json.loads(spec)["seed"] == int(out.rsplit("seed~", 1)[1].removesuffix(".json"))
+        seen += 1
+    assert seen == len(runs)
+
+
+def _fake_result() -> dict:
+    return {
+        "status": "ok",
+        "max_acc": 0.5,
+        "final_acc": 0.5,
+        "steps_done": 1,
+        "steps_per_sec": 1.0,
+        "device": "cpu",
+    }

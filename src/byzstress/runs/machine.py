@@ -17,10 +17,10 @@ import torch
 
 from .. import __version__
 
-__all__ = ["cpu_model", "device_name", "kernels", "versions"]
+__all__ = ["cpu_model", "device_name", "dist_version", "kernels", "versions"]
 
 
-def _dist_version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
     """An installed distribution's version, read from its metadata: importing torchvision
     only for its version would cost a short run about a second."""
     try:
@@ -34,7 +34,7 @@ def versions() -> dict[str, str | None]:
     return {
         "byzstress": __version__,
         "torch": torch.__version__,
-        "torchvision": _dist_version("torchvision"),
+        "torchvision": dist_version("torchvision"),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }

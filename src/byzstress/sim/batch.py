@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from . import gradients
+from .data import TensorData
 from .spec import RunSpec, SpecError, knobs
 from .training import Simulator, update_momentum
 
@@ -52,10 +53,12 @@ class SimulatorBatch:
         specs: list[RunSpec],
         device: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
+        datasets: tuple[TensorData, TensorData] | None = None,
     ) -> None:
-        """``dtype``: as for :class:`~byzstress.sim.training.Simulator` (float64 for tests)."""
+        """``dtype`` and ``datasets`` (the splits already loaded on ``device``): as for
+        :class:`~byzstress.sim.training.Simulator`; every run of the batch shares them."""
         check_batchable(specs)
-        first = Simulator(specs[0], device, dtype=dtype)
+        first = Simulator(specs[0], device, datasets, dtype=dtype)
         shared = (first.train, first.test)
         self.sims = [first] + [Simulator(s, first.device, shared, dtype=dtype) for s in specs[1:]]
         self.device = first.device

@@ -45,6 +45,7 @@ from byzstress.analysis.verdicts import (
     claims,
     verdict_summary,
 )
+from byzstress.runs.record import RunRecord
 
 __all__ = ["BLOCKS", "FILES", "check", "render"]
 
@@ -355,14 +356,11 @@ def demo_table_block(root: Path) -> str:
     return _markdown(table(df)) + f" Source: `{DEMO}/runs.csv` ({kernels})."
 
 
-def _machine(records: Iterable[dict[str, Any]]) -> str:
+def _machine(records: Iterable[RunRecord]) -> str:
     """Where run records were computed (from the records themselves)."""
     envs = set()
     for r in records:
-        k = r.get("kernels") or {}
-        envs.add(
-            (k.get("cpu_model"), k.get("cpu_capability"), r["threads"], r["versions"]["torch"])
-        )
+        envs.add((r.cpu_model, r.cpu_capability, r.threads, r.torch_version))
     return "; ".join(
         f"{cpu}, torch {torch} (capability {cap}), {t} thread{'s' if t > 1 else ''} per run"
         for cpu, cap, t, torch in sorted(envs, key=str)
@@ -488,9 +486,9 @@ def demo_cpus_block(root: Path) -> str:
     )
 
 
-def _record_cpu(record: dict[str, Any]) -> str:
+def _record_cpu(record: RunRecord) -> str:
     """The CPU model a run record names (its ``kernels``)."""
-    return (record.get("kernels") or {}).get("cpu_model") or "unknown CPU"
+    return record.cpu_model or "unknown CPU"
 
 
 def shared_cells_block(root: Path) -> str:
@@ -566,7 +564,7 @@ def _config(root: Path) -> dict[str, Any]:
     return yaml.safe_load((root / "config.yaml").read_text())
 
 
-def _figure1cpu_records(root: Path) -> dict[str, dict[str, Any]]:
+def _figure1cpu_records(root: Path) -> dict[str, RunRecord]:
     """The figure1cpu study's published records by archive name (none before its first
     sitting)."""
     from byzstress.runs.archive import read_records
@@ -585,8 +583,8 @@ def figure1cpu_status_block(root: Path) -> str:
     runs = expand_study("figure1cpu", config["definitions"]["figure1cpu"], config)
     have = _figure1cpu_records(root)
 
-    def cpu(record: dict[str, Any]) -> str:
-        capability = (record.get("kernels") or {}).get("cpu_capability") or "?"
+    def cpu(record: RunRecord) -> str:
+        capability = record.cpu_capability or "?"
         return f"{_record_cpu(record)} ({capability})"
 
     lines = ["| β | runs trained / in the study | computed on (records) |", "|---|---|---|"]
@@ -775,8 +773,8 @@ def figure1cpu_times_block(root: Path) -> str:
     records = _figure1cpu_records(root).values()
     by_cpu: dict[str, list[float]] = {}
     for rec in records:
-        if rec.get("wall_time_s"):
-            by_cpu.setdefault(_record_cpu(rec), []).append(float(rec["wall_time_s"]))
+        if rec.wall_time_s:
+            by_cpu.setdefault(_record_cpu(rec), []).append(float(rec.wall_time_s))
     lines = [
         "| CPU | records | median wall time (s) | fastest – slowest (s) |",
         "|---|---|---|---|",

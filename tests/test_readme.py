@@ -253,7 +253,7 @@ def test_shared_cells_count_a_changed_record_and_name_the_largest_difference(tmp
     records = archive.read_records(tmp_path / "docs/figure1cpu/runs.tar.xz")
     row = same["index"].iloc[0]
     path = fig.loc[row, "path"]
-    cpu = records[path.removeprefix("results/sensitivity/runs/")]["kernels"]["cpu_model"]
+    cpu = records[path.removeprefix("results/sensitivity/runs/")].cpu_model
     was = sens.loc[sens["path"] == path, "max_acc"].iloc[0]
     fig.loc[row, "max_acc"] = was - 0.5  # 50 points below: the largest difference by far
     fig.to_csv(tmp_path / "docs/figure1cpu/runs.csv", index=False)
@@ -279,9 +279,9 @@ def test_figure1cpu_status_counts_the_records_per_beta_and_names_their_cpus(tmp_
     for i, key in enumerate(iid + low):
         rec = records[key]
         if i == 1:
-            rec["kernels"] = {**rec["kernels"], "cpu_model": "Other CPU", "cpu_capability": "AVX2"}
+            rec.kernels = {**rec.kernels, "cpu_model": "Other CPU", "cpu_capability": "AVX2"}
         (runs / key).parent.mkdir(parents=True, exist_ok=True)
-        (runs / key).write_text(json.dumps(rec))
+        (runs / key).write_text(json.dumps(rec.to_dict()))
     out = tmp_path / "docs/figure1cpu/runs.tar.xz"
     out.parent.mkdir(parents=True)
     archive.pack(runs, out)
@@ -289,8 +289,7 @@ def test_figure1cpu_status_counts_the_records_per_beta_and_names_their_cpus(tmp_
     rows = dict(re.findall(r"^\| (iid|0\.5|0\.1) \| (.+?) \|$", text, re.M))
 
     def cpu(key: str) -> str:
-        k = records[key]["kernels"]
-        return f"{k['cpu_model']} ({k['cpu_capability']})"
+        return f"{records[key].cpu_model} ({records[key].cpu_capability})"
 
     assert rows["iid"].startswith("2 / ")
     assert "Other CPU (AVX2): 1" in rows["iid"] and f"{cpu(iid[0])}: 1" in rows["iid"]

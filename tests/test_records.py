@@ -1,5 +1,5 @@
-"""Published run records: the archive round trip (byzstress.runs.archive) and retraining a
-record to check it (byzstress.runs.verify)."""
+"""Published run records: the record itself (byzstress.runs.record), the archive round trip
+(byzstress.runs.archive) and retraining a record to check it (byzstress.runs.verify)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from byzstress.runs import archive, verify
+from byzstress.runs.record import KEYS, SCHEMA, RecordError, RunRecord
 from byzstress.runs.runner import run
 from byzstress.sim.spec import RunSpec
 
@@ -33,6 +35,9 @@ def _records(tmp_path):
     (runs / "beta~0.1/alie~8/cm/seed~2.json.ckpt").write_bytes(b"not a record")
     (runs / "beta~0.1/alie~8/cm/.seed~2.json.x.tmp").write_bytes(b"partial")
     return runs
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_pack_restore_round_trip_is_exact_and_deterministic(tmp_path):
@@ -192,10 +197,15 @@ def _spec(root, **kw):
 
 
 @pytest.fixture(scope="module")
-def record(fmnist_root, tmp_path_factory):
+def record_file(fmnist_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("rec") / "run.json"
     run(_spec(fmnist_root), out=out)
-    return json.loads(out.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def record(record_file):
+    return json.loads(record_file.read_text())
 
 
 def test_verify_retrains_a_record_bit_identically(record):
@@ -290,3 +300,68 @@ def test_verify_compares_a_diverged_run_in_its_json_form():
     moved["curve"]["test_loss"][1] = 2.0  # a finite value where the record has none
     rep = verify.compare(record, moved)
     assert not rep["identical"] and rep["quantities"]["curve.test_loss"]["first_step"] == 4
+
+
+# --------------------------------------------------------------------------- the record
+
+PUBLISHED = sorted(ROOT.glob("docs/*/*.tar.xz"))
+
+
+def test_a_record_the_runner_writes_round_trips_byte_for_byte(
+    record, record_file, fmnist_root, tmp_path
+):
+    """RunRecord.from_dict(d).to_dict() == d for a record the runner wrote, in its key
+    order, and writing it again gives the runner's bytes."""
+    rec = RunRecord.from_dict(record)
+    assert rec.to_dict() == record and list(rec.to_dict()) == list(record) == list(KEYS)
+    assert rec.schema == SCHEMA and not rec.extra and not rec.absent
+    assert rec.spec_obj == _spec(fmnist_root) and rec.resolved_obj.model == "fmnist_cnn"
+    assert rec.curve_of("test_acc") == list(
+        zip(record["curve"]["step"], record["curve"]["test_acc"], strict=True)
+    )
+    again = tmp_path / "again.json"
+    RunRecord.read(record_file).write(again)
+    assert again.read_bytes() == record_file.read_bytes()
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_published_record_loads_and_round_trips(path):
+    """Each record of each published archive reads as a RunRecord with a spec and a
+    resolved spec, and gives its own JSON back (the keys older code did not write stay
+    absent, none is unknown)."""
+    n = 0
+    for name, data in archive.members(path):
+        d = json.loads(data)
+        rec = RunRecord.from_dict(d)
+        assert rec.to_dict() == d, name
+        assert not rec.extra, name
+        assert rec.absent <= {"heterogeneity"}, name  # the only key older records lack
+        assert rec.spec_obj.seed == d["spec"]["seed"] and rec.resolved_obj.model, name
+        assert rec.strength == d["resolved"]["strength"]
+        n += 1
+    assert n and len(archive.read_records(path)) == n
+
+
+def test_a_record_missing_old_optional_keys_loads_with_none(record):
+    """Keys that older code did not write load as None; the record writes them back
+    absent; an unknown key is kept; a newer schema is refused."""
+    old = {
+        k: v
+        for k, v in record.items()
+        if k not in {"schema", "timings", "kernels", "grad_engine", "heterogeneity", "batch"}
+    }
+    old["spec"] = {k: v for k, v in record["spec"].items() if k != "split"}
+    old["renamed_key"] = [1, 2]
+    rec = RunRecord.from_dict(old)
+    assert rec.schema is None and rec.timings is None and rec.kernels is None
+    assert rec.grad_engine is None and rec.heterogeneity is None and rec.batch is None
+    assert rec.cpu_model is None and rec.extra == {"renamed_key": [1, 2]}
+    assert rec.spec_obj.split == "dirichlet"  # a knob missing from the record: its default
+    assert rec.to_dict() == old and list(rec.to_dict())[-1] == "renamed_key"
+    rec.kernels = {"cpu_model": "X"}  # a value set since is written
+    assert rec.to_dict()["kernels"] == {"cpu_model": "X"}
+    # a spec with a name RunSpec no longer knows still loads, unchecked
+    renamed = {**record, "spec": {**record["spec"], "defense": "gone", "old_knob": 1}}
+    assert RunRecord.from_dict(renamed).spec_obj.defense == "gone"
+    with pytest.raises(RecordError, match="newer"):
+        RunRecord.from_dict({**record, "schema": SCHEMA + 1})

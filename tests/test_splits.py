@@ -167,11 +167,11 @@ def test_the_default_split_gives_the_published_demo_records_their_shares(fmnist_
     records = archive.read_records(ROOT / "docs/demo/runs.tar.xz")
     for name in sorted(records)[::20]:  # three records, one per seed block
         r = records[name]
-        s = r["spec"]
-        honest, byz = client_shares(labels, s["n"], s["f"], s["beta"], s["seed"], 10)
-        assert [len(x) for x in honest] == r["share_sizes"]["honest"], name
-        if r["share_sizes"]["byzantine"]:
-            assert [len(x) for x in byz] == r["share_sizes"]["byzantine"], name
+        s = r.spec_obj
+        honest, byz = client_shares(labels, s.n, s.f, s.beta, s.seed, 10)
+        assert [len(x) for x in honest] == r.share_sizes["honest"], name
+        if r.share_sizes["byzantine"]:
+            assert [len(x) for x in byz] == r.share_sizes["byzantine"], name
 
 
 def test_a_run_records_its_split_and_heterogeneity(fmnist_root):

@@ -156,9 +156,9 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from .sim import data, models
-    from .threats import attacks, defenses
+    from .threats import attacks, defenses, plugins
 
-    defenses.load_plugins()
+    plugins.load_plugins()
     print("datasets:        " + ", ".join(data.DATASETS))
     print("models:          " + ", ".join(models.MODELS))
     print("attacks:         " + ", ".join(sorted(attacks.ATTACKS)))
@@ -452,9 +452,8 @@ def _add_records(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 unless all are identical")
 
     def verify(a: argparse.Namespace) -> int:
-        import json
-
         from .runs import verify as v
+        from .runs.record import RunRecord
         from .runs.storage import write_json
 
         kw = {"data_root": a.data_root, "device": a.device, "threads": a.threads}
@@ -462,7 +461,7 @@ def _add_records(sub: argparse._SubParsersAction) -> None:
             reports = v.verify_archive(a.source, a.run, a.sample, a.sample_seed, **kw)
         else:
             try:
-                record = json.loads(a.source.read_text())
+                record = RunRecord.read(a.source)
             except (OSError, ValueError) as err:
                 raise ValueError(f"source: cannot read run JSON {str(a.source)!r}: {err}") from err
             reports = [v.compare(record, v.retrain(record, **kw))]

@@ -7,7 +7,6 @@ Accuracies are reported in percent. Aggregates over seeds are mean ± sample std
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..runs.record import RunRecord
 from ..sim.spec import RunSpec, knobs
 from ..threats.attacks import alie_default_z
 from ..threats.grammar import parse
@@ -107,8 +107,8 @@ DIAG_COLUMNS = (
 )
 
 
-def _diag_mean(run: dict[str, Any], key: str) -> float:
-    values = [v for v in (run.get("diagnostics") or {}).get(key) or [] if v is not None]
+def _diag_mean(run: RunRecord, key: str) -> float:
+    values = [v for v in run.diagnostic(key) if v is not None]
     return float(np.mean(values)) if values else math.nan
 
 
@@ -147,40 +147,40 @@ def collect(paths: list[Path]) -> pd.DataFrame:
     ``diag_*`` are the run's mean diagnostics over its evaluations."""
     rows = []
     for p in paths:
-        r = json.loads(Path(p).read_text())
-        s, res = r["spec"], r["resolved"]
-        strength = res.get("strength")
+        r = RunRecord.read(p)
+        s, res = r.spec_obj, r.resolved_obj
+        strength = r.strength
         rows.append(
             {
-                # a knob missing from an older JSON had its default then
-                **{k: res.get(k, s.get(k, DEFAULTS.get(k))) for k in KNOBS},
-                "dataset": s["dataset"],
-                "model": res["model"],
-                "n": s["n"],
-                "f": s["f"],
-                "steps": s["steps"],
-                "beta": _beta_label(s["beta"]),
-                "attack": s["attack"],
-                "attack_name": _NAMES.get(parse(s["attack"]).name, s["attack"]),
-                "strength": "" if s["strength"] is None else str(s["strength"]),
+                # a knob missing from an older record had its default then
+                **{k: getattr(res, k) for k in KNOBS},
+                "dataset": s.dataset,
+                "model": res.model,
+                "n": s.n,
+                "f": s.f,
+                "steps": s.steps,
+                "beta": _beta_label(s.beta),
+                "attack": s.attack,
+                "attack_name": _NAMES.get(parse(s.attack).name, s.attack),
+                "strength": "" if s.strength is None else str(s.strength),
                 "strength_value": float(strength)
                 if isinstance(strength, int | float)
-                else (r["strength_summary"] or {}).get("median", math.nan),
-                "knowledge": s["knowledge"],
-                "attack_label": attack_label(s["attack"], s["strength"], s["knowledge"], strength),
-                "defense": s["defense"],
-                "seed": s["seed"],
-                "status": r["status"],
-                "max_acc": r["max_acc"],
-                "final_acc": r["final_acc"],
-                "steps_done": r["steps_done"],
-                "wall_time_s": r["wall_time_s"],
-                "steps_per_sec": r["steps_per_sec"],
-                "device": r["device"],
+                else (r.strength_summary or {}).get("median", math.nan),
+                "knowledge": s.knowledge,
+                "attack_label": attack_label(s.attack, s.strength, s.knowledge, strength),
+                "defense": s.defense,
+                "seed": s.seed,
+                "status": r.status,
+                "max_acc": r.max_acc,
+                "final_acc": r.final_acc,
+                "steps_done": r.steps_done,
+                "wall_time_s": r.wall_time_s,
+                "steps_per_sec": r.steps_per_sec,
+                "device": r.device,
                 **{f"diag_{k}": _diag_mean(r, k) for k in DIAG_COLUMNS},
-                # measured heterogeneity of the honest split (absent from older JSONs)
+                # measured heterogeneity of the honest split (absent from older records)
                 **{
-                    f"het_{k}": (r.get("heterogeneity") or {}).get(k, math.nan)
+                    f"het_{k}": (r.heterogeneity or {}).get(k, math.nan)
                     for k in ("label_tv_mean", "size_cv")
                 },
                 "path": str(p),
@@ -475,18 +475,17 @@ def curves_cmd(runs: list[Path], out: Path) -> None:
 
     rows = []
     for p in runs:
-        r = json.loads(Path(p).read_text())
-        s = r["spec"]
-        for step, acc in zip(r["curve"]["step"], r["curve"]["test_acc"], strict=True):
+        r = RunRecord.read(p)
+        s = r.spec_obj
+        label = attack_label(s.attack, s.strength, s.knowledge, r.strength)
+        for step, acc in r.curve_of("test_acc"):
             rows.append(
                 {
                     "step": step,
                     "acc": acc * 100,
-                    "defense": s["defense"],
-                    "beta": _beta_label(s["beta"]),
-                    "attack": attack_label(
-                        s["attack"], s["strength"], s["knowledge"], r["resolved"].get("strength")
-                    ),
+                    "defense": s.defense,
+                    "beta": _beta_label(s.beta),
+                    "attack": label,
                 }
             )
     df = pd.DataFrame(rows)

@@ -446,27 +446,26 @@ def diagnostics_markdown(t: pd.DataFrame, metric: str = "max_acc") -> str:
 
 
 def _diagnostic_curves(runs: list[Path]) -> pd.DataFrame:
-    import json
-
+    from ..runs.record import RunRecord
     from .reporting import attack_label
 
     rows = []
     for p in runs:
-        r = json.loads(Path(p).read_text())
-        s, d = r["spec"], r.get("diagnostics") or {}
-        label = attack_label(s["attack"], s["strength"], s["knowledge"], r["resolved"]["strength"])
+        r = RunRecord.read(p)
+        s = r.spec_obj
+        label = attack_label(s.attack, s.strength, s.knowledge, r.strength)
         run = {
             "path": str(p),
-            "defense": s["defense"],
+            "defense": s.defense,
             "attack": label,
-            "beta": str(s["beta"]),
-            "momentum": r["resolved"]["momentum"],
+            "beta": str(s.beta),
+            "momentum": r.resolved_obj.momentum,
         }
-        for i, step in enumerate(d.get("step", [])):
-            for key in ("rel_err", "cos", "rule_byz_share"):
-                v = d[key][i]
-                rows.append({**run, "step": step, "diagnostic": key, "value": v})
-        for step, acc in zip(r["curve"]["step"], r["curve"]["test_acc"], strict=True):
+        diagnostics = {key: r.diagnostic(key) for key in ("rel_err", "cos", "rule_byz_share")}
+        for i, step in enumerate(r.diagnostic("step")):
+            for key, values in diagnostics.items():
+                rows.append({**run, "step": step, "diagnostic": key, "value": values[i]})
+        for step, acc in r.curve_of("test_acc"):
             rows.append({**run, "step": step, "diagnostic": "test_acc", "value": acc * 100})
     return pd.DataFrame(rows).astype({"value": float})  # None (not applicable) -> NaN
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .record import RunRecord
 from .storage import atomic_write
 
 __all__ = ["MANIFEST", "ArchiveError", "members", "pack", "read_records", "restore"]
@@ -144,9 +145,10 @@ def members(archive: str | Path) -> Iterator[tuple[str, bytes]]:
         raise ArchiveError(f"archive {str(archive)!r} does not exist") from err
 
 
-def read_records(archive: str | Path) -> dict[str, dict[str, Any]]:
-    """Every record of ``archive`` parsed, by its path below ``runs/``."""
-    return {name: json.loads(data) for name, data in members(archive)}
+def read_records(archive: str | Path) -> dict[str, RunRecord]:
+    """Every record of ``archive`` read (:meth:`.record.RunRecord.from_dict`), by its path
+    below ``runs/``."""
+    return {name: RunRecord.from_dict(json.loads(data)) for name, data in members(archive)}
 
 
 def restore(archive: str | Path, runs: str | Path, overwrite: bool = False) -> dict[str, int]:

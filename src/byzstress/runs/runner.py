@@ -1,11 +1,12 @@
 """The run loop: train runs, evaluate them, decide their status, checkpoint them and
-write their JSON. It sits above the simulator (:mod:`byzstress.sim.training`) and the lockstep
-batch (:mod:`byzstress.sim.batch`); imports flow one way, from here down.
+write their records (:mod:`.record`). It sits above the simulator
+(:mod:`byzstress.sim.training`) and the lockstep batch (:mod:`byzstress.sim.batch`);
+imports flow one way, from here down.
 
 A run's status is ``ok`` or ``diverged``. A run diverges at the first step where its
 aggregate or its honest clients' mean train loss is non-finite, or at the first evaluation
 where its test loss or its parameters are (so a last step that breaks the model is caught
-too); the JSON's ``divergence`` says at which step and which quantity. A diverged run stops
+too); the record's ``divergence`` says at which step and which quantity. A diverged run stops
 there and keeps the metrics it reached.
 """
 
@@ -27,15 +28,10 @@ from ..sim.batch import BATCHABLE, SimulatorBatch
 from ..sim.spec import RunSpec
 from ..sim.training import DIAGNOSTICS, Simulator
 from .machine import device_name, kernels, versions
-from .storage import (
-    check_writable,
-    load_checkpoint,
-    remove_stale_temps,
-    save_checkpoint,
-    write_json,
-)
+from .record import SCHEMA, RunRecord
+from .storage import check_writable, load_checkpoint, remove_stale_temps, save_checkpoint
 
-__all__ = ["Curve", "result_json", "run", "run_batch"]
+__all__ = ["Curve", "run", "run_batch", "run_record"]
 
 
 @dataclass
@@ -83,7 +79,7 @@ def _summary(values: list[float]) -> dict[str, float] | None:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def result_json(
+def run_record(
     spec: RunSpec,
     sim: Simulator,
     curve: Curve,
@@ -95,8 +91,10 @@ def result_json(
     eval_time: float,
     resumed_from: int | None,
     timings: dict[str, float | None] | None = None,
-) -> dict[str, Any]:
-    """The run's JSON: its spec, curve, summary metrics, timings and environment.
+    batch: dict[str, Any] | None = None,
+) -> RunRecord:
+    """The run's record (:class:`~.record.RunRecord`): its spec, curve, summary metrics,
+    timings and environment.
 
     ``timings`` (this process's, in seconds): ``startup_s`` from the process's start to the
     run loop (interpreter, imports), ``setup_s`` (data, simulators, checkpoint),
@@ -106,49 +104,49 @@ def result_json(
     accs = [a for a in curve.test_acc if a == a]
     resolved = s.to_dict()
     resolved["strength"] = sim.attack.resolved_strength(s.n, s.f)
-    result: dict[str, Any] = {
-        "schema": 1,
-        "spec": spec.to_dict(),
-        "resolved": resolved,
-        "status": status,
-        "divergence": divergence,
-        "steps_done": steps_done,
-        "max_acc": max(accs) if accs else None,
-        "final_acc": curve.test_acc[-1] if curve.test_acc else None,
-        "curve": {k: curve.as_dict()[k] for k in ("step", "test_acc", "test_loss", "train_loss")},
-        "strength_summary": _summary(sim.strengths),
-        "strength_trace": sim.strengths
+    return RunRecord(
+        schema=SCHEMA,
+        spec=spec.to_dict(),
+        resolved=resolved,
+        status=status,
+        divergence=divergence,
+        steps_done=steps_done,
+        max_acc=max(accs) if accs else None,
+        final_acc=curve.test_acc[-1] if curve.test_acc else None,
+        curve={k: curve.as_dict()[k] for k in ("step", "test_acc", "test_loss", "train_loss")},
+        strength_summary=_summary(sim.strengths),
+        strength_trace=sim.strengths
         if isinstance(resolved["strength"], str) or s.attack.startswith(("minmax", "minsum"))
         else None,
-        "defense_info": {**sim.defense.info, "sanitized": sim.sanitized.as_dict()},
-        "defense_radius_scale": s.radius_scale(),
-        "diagnostics": {"step": curve.diag_step, **curve.diagnostics},
-        "share_sizes": {"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
-        "heterogeneity": sim.heterogeneity,
-        "param_count": sim.model.dim,
-        "grad_engine": sim.grads.name,
-        "wall_time_s": wall_time,
-        "train_time_s": train_time,
-        "eval_time_s": eval_time,
-        "steps_per_sec": steps_done / train_time if train_time > 0 else None,
-        "timings": timings,
-        "resumed_from_step": resumed_from,
-        "device": str(sim.device),
-        "device_name": device_name(sim.device),
-        "threads": torch.get_num_threads(),
-        "kernels": kernels(),
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "versions": versions(),
-        "hostname": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "slurm_array": {
+        defense_info={**sim.defense.info, "sanitized": sim.sanitized.as_dict()},
+        defense_radius_scale=s.radius_scale(),
+        diagnostics={"step": curve.diag_step, **curve.diagnostics},
+        share_sizes={"honest": sim.share_sizes[0], "byzantine": sim.share_sizes[1]},
+        heterogeneity=sim.heterogeneity,
+        param_count=sim.model.dim,
+        grad_engine=sim.grads.name,
+        wall_time_s=wall_time,
+        train_time_s=train_time,
+        eval_time_s=eval_time,
+        steps_per_sec=steps_done / train_time if train_time > 0 else None,
+        timings=timings,
+        resumed_from_step=resumed_from,
+        device=str(sim.device),
+        device_name=device_name(sim.device),
+        threads=torch.get_num_threads(),
+        kernels=kernels(),
+        deterministic=torch.are_deterministic_algorithms_enabled(),
+        versions=versions(),
+        hostname=socket.gethostname(),
+        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+        slurm_array={
             k: os.environ[f"SLURM_ARRAY_{k.upper()}"]
             for k in ("job_id", "task_id")
             if f"SLURM_ARRAY_{k.upper()}" in os.environ
         }
         or None,
-    }
-    return result
+        batch=batch,
+    )
 
 
 def run(
@@ -157,7 +155,8 @@ def run(
     checkpoint: str | Path | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Train one run; write its JSON atomically to ``out`` (if given) and return it.
+    """Train one run; write its record atomically to ``out`` (if given) and return the
+    record as its JSON's dict (:meth:`.record.RunRecord.to_dict`).
 
     With ``checkpoint`` and ``spec.checkpoint_every > 0`` the state is saved every that many
     steps; an existing checkpoint of the same spec is resumed from, and deleted at the end.
@@ -189,7 +188,8 @@ def run_batch(
     checkpoint: str | Path | None = None,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Train the runs of ``specs`` in lockstep; write each JSON atomically to ``outs[i]``.
+    """Train the runs of ``specs`` in lockstep; write each record atomically to ``outs[i]``
+    and return their dicts (:meth:`.record.RunRecord.to_dict`).
 
     Each run is evaluated every ``eval_every`` steps, at its last step and when it diverges
     (then it stops: status ``diverged``, see the module's docstring). With ``checkpoint``
@@ -299,7 +299,7 @@ def run_batch(
     )
     results = []
     for i, (spec, sim, out) in enumerate(zip(specs, sims, outs, strict=True)):
-        result = result_json(
+        record = run_record(
             spec,
             sim,
             curves[i],
@@ -310,11 +310,11 @@ def run_batch(
             eval_time=eval_time,
             resumed_from=resumed_from,
             timings={"startup_s": startup, "setup_s": setup_time, "write_s": write_time},
+            batch=batch_info,
         )
-        result["batch"] = batch_info
         if out is not None:
-            write_json(out, result)
-        results.append(result)
+            record.write(out)
+        results.append(record.to_dict())
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
     return results

@@ -17,6 +17,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from .record import RunRecord
+
 __all__ = ["ENV_KEYS", "compare", "environment", "report_markdown", "retrain", "verify_archive"]
 
 CURVES = ("test_acc", "test_loss", "train_loss")
@@ -24,11 +26,12 @@ SCALARS = ("status", "steps_done", "max_acc", "final_acc")
 ENV_KEYS = ("device", "device_name", "threads", "grad_engine")
 
 
-def environment(record: dict[str, Any]) -> dict[str, Any]:
+def environment(record: RunRecord | dict[str, Any]) -> dict[str, Any]:
     """Where a run was computed: device, CPU and kernels, threads, torch version."""
-    env = {k: record.get(k) for k in ENV_KEYS}
-    env["torch"] = (record.get("versions") or {}).get("torch")
-    env.update(record.get("kernels") or {})
+    record = RunRecord.of(record)
+    env = {k: getattr(record, k) for k in ENV_KEYS}
+    env["torch"] = record.torch_version
+    env.update(record.kernels or {})
     return env
 
 
@@ -58,34 +61,37 @@ def _diff_lists(a: list[Any], b: list[Any], steps: list[int]) -> dict[str, Any]:
     }
 
 
-def _as_json(obj: dict[str, Any]) -> dict[str, Any]:
+def _as_json(record: RunRecord | dict[str, Any]) -> RunRecord:
+    """The record as its JSON holds it (a non-finite number is ``None``)."""
     from .storage import to_jsonable
 
-    return json.loads(json.dumps(to_jsonable(obj)))
+    return RunRecord.from_dict(json.loads(json.dumps(to_jsonable(RunRecord.of(record).to_dict()))))
 
 
-def compare(record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+def compare(
+    record: RunRecord | dict[str, Any], result: RunRecord | dict[str, Any]
+) -> dict[str, Any]:
     """Per quantity (each curve, the summary numbers, each diagnostic): identical, or how
     much it differs. ``identical`` overall only when every quantity is bitwise equal.
     Both sides are compared in their JSON form, where a non-finite number is ``null``."""
     record, result = _as_json(record), _as_json(result)
-    steps = record["curve"]["step"]
+    steps = record.curve["step"]
     out: dict[str, Any] = {}
-    if record["curve"]["step"] != result["curve"]["step"]:
+    if record.curve["step"] != result.curve["step"]:
         out["curve.step"] = {
             "identical": False,
-            "note": f"evaluated at {record['curve']['step']} vs {result['curve']['step']}",
+            "note": f"evaluated at {record.curve['step']} vs {result.curve['step']}",
         }
     else:
         for key in CURVES:
-            out[f"curve.{key}"] = _diff_lists(record["curve"][key], result["curve"][key], steps)
+            out[f"curve.{key}"] = _diff_lists(record.curve[key], result.curve[key], steps)
     for key in SCALARS:
-        a, b = record.get(key), result.get(key)
+        a, b = getattr(record, key), getattr(result, key)
         entry: dict[str, Any] = {"identical": _same(a, b), "recorded": a, "retrained": b}
         if not entry["identical"] and isinstance(a, float) and isinstance(b, float):
             entry["abs_diff"] = abs(a - b)
         out[key] = entry
-    rd, nd = record.get("diagnostics") or {}, result.get("diagnostics") or {}
+    rd, nd = record.diagnostics or {}, result.diagnostics or {}
     for key in sorted(set(rd) - {"step"}):
         if rd.get("step") != nd.get("step") or key not in nd:
             out[f"diagnostics.{key}"] = {"identical": False, "note": "not at the same steps"}
@@ -100,11 +106,11 @@ def compare(record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
 
 def retrain(
-    record: dict[str, Any],
+    record: RunRecord | dict[str, Any],
     data_root: str | Path | None = None,
     device: str | None = None,
     threads: int | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Train the record's spec again (in this process, nothing written) with the record's
     thread count unless ``threads`` says otherwise; ``data_root`` and ``device`` override
     the recorded ones (a path or a device of the machine the run was recorded on)."""
@@ -113,15 +119,16 @@ def retrain(
     from ..sim.spec import RunSpec
     from .runner import run
 
-    spec = dict(record["spec"])
+    record = RunRecord.of(record)
+    spec = dict(record.spec)
     if data_root is not None:
         spec["data_root"] = str(data_root)
     if device is not None:
         spec["device"] = device
     before = torch.get_num_threads()
-    torch.set_num_threads(int(threads or record.get("threads") or before))
+    torch.set_num_threads(int(threads or record.threads or before))
     try:
-        return run(RunSpec.from_dict(spec), progress=False)
+        return RunRecord.from_dict(run(RunSpec.from_dict(spec), progress=False))
     finally:
         torch.set_num_threads(before)
 
@@ -131,12 +138,12 @@ def _cell_key(name: str) -> str:
     return name.rsplit("/", 1)[0]
 
 
-def _seed_spread(records: dict[str, dict[str, Any]], name: str, key: str) -> dict[str, Any]:
+def _seed_spread(records: dict[str, RunRecord], name: str, key: str) -> dict[str, Any]:
     """The std (ddof = 1) over seeds of ``key`` in the cell of run ``name``."""
     vals = [
-        float(r[key])
+        float(getattr(r, key))
         for n, r in records.items()
-        if _cell_key(n) == _cell_key(name) and r.get(key) is not None
+        if _cell_key(n) == _cell_key(name) and getattr(r, key) is not None
     ]
     if len(vals) < 2:
         return {"seeds": len(vals), "std": None}

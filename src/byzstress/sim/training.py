@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..threats import attacks, defenses
+from ..threats import attacks, defenses, plugins
 from ..threats.attacks import AttackContext
 from . import data, gradients, models
 from .partition import PaddedShares, client_shares
@@ -141,7 +141,7 @@ class Simulator:
         float32's rounding, amplified over a few steps, depends on the CPU's kernels."""
         self.spec = s = spec.resolved()  # validated where it was built (RunSpec.from_dict)
         if s.plugins:
-            defenses.load_plugins(list(s.plugins))
+            plugins.load_plugins(list(s.plugins))
         if s.deterministic:
             torch.use_deterministic_algorithms(True)
         self.device = device or resolve_device(s.device)

@@ -44,7 +44,6 @@ __all__ = [
     "RULES",
     "Defense",
     "build",
-    "load_plugins",
     "register_pre",
     "register_rule",
     "sanitize",

@@ -47,6 +47,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..threats.attacks import IPM
 from .compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Comparison, holm, welch
 from .outputs import save_figure, write_csv, write_text
 from .reporting import (
@@ -233,10 +234,12 @@ def _cells(df: pd.DataFrame, col: pd.DataFrame, metric: str) -> dict[str, Cell]:
 
 def _iid_default(col: pd.DataFrame, attack: str) -> str | None:
     """The label of the column's IID-calibrated strength of ``attack``: ALIE at its default
-    z (no strength given), IPM at ε = 0.1."""
+    z (no strength given: z follows from n and f), IPM at the attack's own default ε
+    (:attr:`byzstress.threats.attacks.IPM.DEFAULT_EPS`) given explicitly."""
+    want = "" if attack == "alie" else str(IPM.DEFAULT_EPS)
     for _, r in col.iterrows():
         st = "" if pd.isna(r["strength"]) else str(r["strength"])
-        if r["attack"] == attack and st == ("" if attack == "alie" else "0.1"):
+        if r["attack"] == attack and st == want:
             return str(r["attack_base"])
     return None
 

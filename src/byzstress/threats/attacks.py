@@ -328,9 +328,11 @@ class IPM(Attack):
     names = ("ipm",)
     defaults: ClassVar[dict[str, Any]] = {**_AUTO_DEFAULTS}
     has_strength = supports_auto = True
+    #: ε when none is given (Xie et al.'s small-ε setting, the one IID-calibrated defenses see)
+    DEFAULT_EPS: ClassVar[float] = 0.1
 
     def default_strength(self, n: int, f: int) -> float:
-        return 0.1
+        return self.DEFAULT_EPS
 
     def craft(self, ctx: AttackContext, strength: float | None) -> Tensor:
         return _same(ctx.f, -float(strength) * ctx.known.mean(0))

@@ -10,7 +10,7 @@ run gets a stable, readable path::
     {results}/{study}/runs/beta~{beta}/{attack}~{strength}/{defense}/[{key}~{value}/...]seed~{seed}.json
 
 An axis value equal to the study's own value of that knob (its ``train:`` value, else the
-run spec's default) adds no path segment and no flag, so adding an axis, or a value to it,
+run spec's default) adds no path segment and no spec key, so adding an axis, or a value to it,
 never renames or reruns existing results; other values add ``{key}~{value}`` segments in
 key order. Numbers in paths are written with ``{x:g}`` (0.5 → ``0.5``, 1 → ``1``, 1e-3 →
 ``0.001``) so adding a value to a list never renames existing results. This module imports

@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from byzstress.sim.partition import PaddedShares, client_shares, dirichlet_split, label_skew
+from byzstress.sim.partition import PaddedShares, client_shares
+from byzstress.sim.splits import heterogeneity, split_indices
+
+
+def dirichlet_split(labels, clients, beta, seed, min_samples=10, max_tries=100):
+    return split_indices(labels, clients, "dirichlet", beta, seed, min_samples, max_tries)
+
+
+def label_skew(labels, shares, num_classes):
+    return heterogeneity(labels, shares, num_classes)["label_tv_mean"]
+
 
 LABELS = np.repeat(np.arange(10), 600)  # 6000 samples, 10 balanced classes
 
@@ -42,6 +52,8 @@ def test_impossible_minimum_is_a_clear_error():
         dirichlet_split(LABELS, 14, 0.01, seed=0, min_samples=420, max_tries=3)
     with pytest.raises(ValueError, match="beta"):
         dirichlet_split(LABELS, 14, -1.0, seed=0)
+    with pytest.raises(ValueError, match="beta"):
+        dirichlet_split(LABELS, 14, "uniform", seed=0)
 
 
 def test_byzantine_shares_are_separate_draws():

@@ -1,4 +1,4 @@
-"""Splitting a labelled training set among clients.
+"""The clients' shares of the training set, and drawing every client's mini-batch at once.
 
 The kinds of split and their definitions are in :mod:`byzstress.sim.splits`; the default is
 Dirichlet label skew (Hsu, Qi & Brown 2019, "Measuring the effects of non-identical data
@@ -20,33 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .splits import heterogeneity, split_indices
+from .splits import split_indices
 
-__all__ = ["PaddedShares", "client_shares", "dirichlet_split", "label_skew"]
-
-
-def dirichlet_split(
-    labels: np.ndarray,
-    clients: int,
-    beta: float | str,
-    seed: int,
-    min_samples: int = 10,
-    max_tries: int = 100,
-) -> list[np.ndarray]:
-    """Indices of each client's samples (sorted), ``clients`` lists in all: the
-    ``dirichlet`` split of :mod:`byzstress.sim.splits`."""
-    if isinstance(beta, str):
-        if beta.lower() != "iid":
-            raise ValueError(f"beta must be a positive number or 'iid', got {beta!r}")
-    elif not beta > 0:
-        raise ValueError(f"beta must be > 0 or 'iid', got {beta!r}")
-    return split_indices(labels, clients, "dirichlet", beta, seed, min_samples, max_tries)
-
-
-def label_skew(labels: np.ndarray, shares: list[np.ndarray], num_classes: int) -> float:
-    """Mean total-variation distance between each client's label histogram and the global
-    one (0 = IID, → 1 as clients hold single classes)."""
-    return heterogeneity(labels, shares, num_classes)["label_tv_mean"]
+__all__ = ["PaddedShares", "client_shares"]
 
 
 class PaddedShares:

@@ -71,8 +71,12 @@ def _dirichlet(
     beta: Any,
     max_tries: int = MAX_TRIES,
 ) -> list[np.ndarray]:
-    if isinstance(beta, str):  # 'iid'
+    if isinstance(beta, str):
+        if beta.lower() != "iid":
+            raise ValueError(f"beta must be a positive number or 'iid', got {beta!r}")
         return _uniform(len(labels), clients, rng)
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0 or 'iid', got {beta!r}")
     by_class = [np.flatnonzero(labels == k) for k in np.unique(labels)]
     for _ in range(max_tries):
         shares: list[list[np.ndarray]] = [[] for _ in range(clients)]

@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 
 from byzstress.analysis.compare import INCONCLUSIVE, decide, welch
+from byzstress.analysis.labels import NO_ATTACK, attack_label, is_baseline
 from byzstress.analysis.reporting import (
     METRIC_TEXT,
-    is_baseline,
     read_tidy,
     summarise,
     table,
@@ -67,6 +67,11 @@ BLOCK = re.compile(
     r"(<!-- begin generated (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated (?P=name) -->)",
     re.S,
 )
+
+# the labels the findings below look up, made as the run table makes them
+ALIE8, IPM25 = attack_label("alie", 8), attack_label("ipm", 2.5)
+ALIE8_LOCAL, IPM25_LOCAL = attack_label("alie", 8, "local"), attack_label("ipm", 2.5, "local")
+MINMAX, MINSUM = attack_label("minmax", None), attack_label("minsum", None)
 
 
 def _pct(x: float) -> str:
@@ -173,15 +178,23 @@ def options_block(root: Path) -> str:
     beta, variant = _main_setting(df)
     main = df[(df["beta"] == beta) & (df["variant"] == variant)]
     rows = [
-        ("baseline: n − f honest senders against n", "No attack [senders=honest]", "No attack"),
-        ("Min-Sum bound: notebooks' min against the NDSS max", "MinSum [bound=min]", "MinSum"),
+        (
+            "baseline: n − f honest senders against n",
+            attack_label("none[senders=honest]", None),
+            NO_ATTACK,
+        ),
+        (
+            "Min-Sum bound: notebooks' min against the NDSS max",
+            attack_label("minsum[bound=min]", None),
+            MINSUM,
+        ),
         (
             "ALIE default z: Baruch's against Karimireddy's",
             "ALIE [zrule=baruch] (z=0.39 default)",
             None,
         ),
-        ("local attacker against omniscient: ALIE z=8", "ALIE (z=8), local", "ALIE (z=8)"),
-        ("local attacker against omniscient: IPM ε=2.5", "IPM (ε=2.5), local", "IPM (ε=2.5)"),
+        ("local attacker against omniscient: ALIE z=8", ALIE8_LOCAL, ALIE8),
+        ("local attacker against omniscient: IPM ε=2.5", IPM25_LOCAL, IPM25),
     ]
     present = list(dict.fromkeys(main["defense"]))
     defenses = [d for d in DEFENSE_ORDER if d in present] + [
@@ -209,7 +222,7 @@ def options_block(root: Path) -> str:
         sub = df[(df["beta"] == beta) & (df["variant"] == v)]
         if sub.empty:
             continue
-        for label in ("No attack", "ALIE (z=8)", "IPM (ε=2.5)"):
+        for label in (NO_ATTACK, ALIE8, IPM25):
             cells = []
             for d in defenses:
                 a, b = _cell(sub, d, label), _cell(main, d, label)
@@ -238,7 +251,7 @@ def diagnostics_block(root: Path) -> str:
     df = _sens(root)
     beta, variant = _main_setting(df)
     main = df[(df["beta"] == beta) & (df["variant"] == variant) & (df["knowledge"] == "omniscient")]
-    keep = ["No attack", "ALIE (z=8)", "IPM (ε=2.5)", "MinMax", "MinSum"]
+    keep = [NO_ATTACK, ALIE8, IPM25, MINMAX, MINSUM]
     cols = {
         "diag_rel_err": "‖agg−μ_h‖/‖μ_h‖",
         "diag_byz_weight_rows": "Byz. weight in rows",
@@ -271,14 +284,14 @@ def diagnostics_block(root: Path) -> str:
 
 # the comparisons the README's prose rests on: (defense, a, b) within the main setting
 PROSE_COMPARISONS = (
-    ("RFA(buck)", "ALIE (z=8)", "MinMax"),
-    ("trMean(NNM)", "ALIE (z=8)", "No attack"),
-    ("trMean(NNM)", "IPM (ε=2.5)", "No attack"),
-    ("CM", "IPM (ε=2.5)", "No attack"),
-    ("CM", "ALIE (z=8)", "MinSum"),
-    ("CCLIP", "MinSum", "ALIE (z=8)"),
-    ("CM", "ALIE (z=8), local", "ALIE (z=8)"),
-    ("CCLIP", "ALIE (z=8), local", "ALIE (z=8)"),
+    ("RFA(buck)", ALIE8, MINMAX),
+    ("trMean(NNM)", ALIE8, NO_ATTACK),
+    ("trMean(NNM)", IPM25, NO_ATTACK),
+    ("CM", IPM25, NO_ATTACK),
+    ("CM", ALIE8, MINSUM),
+    ("CCLIP", MINSUM, ALIE8),
+    ("CM", ALIE8_LOCAL, ALIE8),
+    ("CCLIP", ALIE8_LOCAL, ALIE8),
 )
 
 

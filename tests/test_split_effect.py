@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from byzstress.analysis.compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, holm, welch
-from byzstress.analysis.reporting import attack_label
+from byzstress.analysis.labels import attack_label
 from byzstress.analysis.split_effect import accuracy_table, claim_table, split_of
 
 SPREAD = (-1.0, 0.0, 1.0)  # three seeds around a cell's mean: sd 1 point

@@ -19,7 +19,7 @@ from byzstress.analysis.compare import (
     holm,
     welch,
 )
-from byzstress.analysis.reporting import attack_label
+from byzstress.analysis.labels import attack_label
 from byzstress.analysis.verdicts import (
     CLAIMS,
     Cell,

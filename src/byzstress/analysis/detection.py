@@ -36,14 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .labels import NO_ATTACK
 from .outputs import save_figure, write_csv, write_text
-from .reporting import (
-    METRIC_TEXT,
-    NO_ATTACK,
-    in_order,
-    read_tidy,
-    strength_grid,
-)
+from .reporting import METRIC_TEXT, in_order, read_tidy, strength_grid
 
 __all__ = [
     "KEPT_THRESHOLD",

@@ -9,6 +9,8 @@ us, so byzstress computes that column with plain CM and labels it ``CMLS_STANDIN
 
 from __future__ import annotations
 
+from .labels import attack_label
+
 __all__ = ["CMLS_STANDIN", "PAPER_COLUMNS", "TABLE1", "paper_value"]
 
 CMLS_STANDIN = "CM (CMLS unavailable)"
@@ -21,7 +23,11 @@ PAPER_COLUMNS = {
     "trMean(NNM)": "trmean(nnm)",
 }
 
-_ROWS = ("ALIE (z=8)", "IPM (ε=2.5)", "MinMax", "MinSum", "SF")
+#: the paper's rows (attack, strength), labelled as the run table labels them
+_ROWS = tuple(
+    attack_label(a, s)
+    for a, s in (("alie", 8), ("ipm", 2.5), ("minmax", None), ("minsum", None), ("sf", None))
+)
 _COLS = ("RFA(buck)", "CMLS", "CCLIP", "trMean(NNM)")
 _RAW = {
     0.3: (

@@ -19,10 +19,10 @@ from ..sim.spec import RunSpec, knobs
 from ..threats.attacks import alie_default_z
 from ..threats.grammar import parse
 from . import paper
+from .labels import ATTACK_NAMES, NO_ATTACK, attack_label, is_baseline, num_text
 from .outputs import save_figure, write_csv, write_text
 
 __all__ = [
-    "attack_label",
     "calibration",
     "collect",
     "leaderboard",
@@ -30,23 +30,6 @@ __all__ = [
     "table",
 ]
 
-_NAMES = {
-    "none": "No attack",
-    "noattack": "No attack",
-    "alie": "ALIE",
-    "ipm": "IPM",
-    "sf": "SF",
-    "signflip": "SF",
-    "lf": "LF",
-    "labelflip": "LF",
-    "minmax": "MinMax",
-    "minsum": "MinSum",
-    "mimic": "Mimic",
-    "gaussian": "Gaussian",
-    "inf": "Inf",
-}
-_SYMBOL = {"alie": "z", "ipm": "ε", "gaussian": "σ"}
-NO_ATTACK = "No attack"
 METRIC_TEXT = {
     "max_acc": "the maximum over the run's evaluations (Figure 1's metric)",
     "final_acc": "at the last step",
@@ -57,38 +40,8 @@ def _metric_note(metric: str) -> str:
     return f"Accuracies (%): {METRIC_TEXT.get(metric, metric)}, mean over seeds."
 
 
-def _num(x: float) -> str:
-    return f"{x:g}"
-
-
-def attack_label(
-    attack: str, strength: Any, knowledge: str = "omniscient", default: Any = None
-) -> str:
-    """Human label: ``ALIE (z=8)``, ``IPM (ε=2.5)``, ``ALIE (z=auto)``, ``MinMax [dir=sign]``;
-    an unset strength shows the attack's ``default`` as ``ALIE (z=0.18 default)``."""
-    spec = parse(attack)
-    base = _NAMES.get(spec.name, spec.name)
-    if spec.params:
-        base += " [" + ",".join(f"{k}={v}" for k, v in spec.params.items()) + "]"
-    sym = _SYMBOL.get(spec.name)
-    if sym is not None:
-        if strength is None or strength == "":
-            s = "default" if default is None else f"{float(default):.2g} default"
-        else:
-            s = _num(float(strength)) if isinstance(strength, int | float) else str(strength)
-        base += f" ({sym}={s})"
-    if knowledge == "local":
-        base += ", local"
-    return base
-
-
-def is_baseline(labels: pd.Series) -> pd.Series:
-    """The no-attack rows (``No attack`` and its variants such as ``[senders=honest]``)."""
-    return labels.str.startswith(NO_ATTACK)
-
-
 def _beta_label(beta: Any) -> str:
-    return beta if isinstance(beta, str) else _num(float(beta))
+    return beta if isinstance(beta, str) else num_text(float(beta))
 
 
 # The run table's training-knob columns (declared in the run spec); ``variant`` names those
@@ -161,7 +114,7 @@ def collect(paths: list[Path]) -> pd.DataFrame:
                 "steps": s.steps,
                 "beta": _beta_label(s.beta),
                 "attack": s.attack,
-                "attack_name": _NAMES.get(parse(s.attack).name, s.attack),
+                "attack_name": ATTACK_NAMES.get(parse(s.attack).name, s.attack),
                 "strength": "" if s.strength is None else str(s.strength),
                 "strength_value": float(strength)
                 if isinstance(strength, int | float)
@@ -604,9 +557,10 @@ def calibration(df: pd.DataFrame, fraction: float = 0.5, metric: str = "max_acc"
                     "dataset": ds,
                     "beta": b,
                     "defense": dfn,
-                    "attack": _NAMES[name],
+                    "attack": ATTACK_NAMES[name],
                     "no_attack": base,
-                    "most_damaging_strength": worst["strength"] or _num(worst["strength_value"]),
+                    "most_damaging_strength": worst["strength"]
+                    or num_text(worst["strength_value"]),
                     "acc_at_most_damaging": worst["mean"],
                     "breaking_strength": broken["strength_value"].iloc[0]
                     if len(broken)
@@ -633,11 +587,12 @@ def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> No
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in cal.iterrows():
+        breaking = "none" if pd.isna(r["breaking_strength"]) else num_text(r["breaking_strength"])
         lines.append(
             f"| {r['dataset']} | {r['beta']} | {r['defense']} | {r['attack']} | "
             f"{r['no_attack']:.2f} | {r['most_damaging_strength']} "
             f"({r['acc_at_most_damaging']:.2f})"
-            f" | {'none' if pd.isna(r['breaking_strength']) else _num(r['breaking_strength'])} | "
+            f" | {breaking} | "
             f"{r['iid_default_strength']:g} ({r['acc_at_iid_default']:.2f}) | "
             f"{r['acc_at_auto']:.2f} |"
         )

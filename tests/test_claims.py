@@ -230,25 +230,25 @@ def test_split_cells_become_the_slices_that_add_their_seeds(tmp_path, capsys, lo
     for seed in range(5):
         # (cells config.yaml's own split-* slices do not cover)
         rows.append(_row("iid", "CM", "ipm", 10, seed, 60, final=10 if seed < 2 else 60))
-        rows.append(_row("iid", "CCLIP", "alie", 16, seed, 30 + 10 * seed))  # 40-point span
-        rows.append(_row("iid", "CCLIP", "none", np.nan, seed, 85))  # tight
+        rows.append(_row("iid", "RFA(buck)", "alie", 16, seed, 30 + 10 * seed))  # 40 points
+        rows.append(_row("iid", "RFA(buck)", "none", np.nan, seed, 85))  # tight
     df = pd.DataFrame(rows)
     slices = C.split_slices(C.split_cells(df, settings), settings)
     # one slice per β and defense, in split_cells' (sorted) order
     assert slices == [
-        {
-            "name": "split-iid-CCLIP",
-            "betas": ["iid"],
-            "defenses": ["CCLIP"],
-            "seeds": [5, 6, 7, 8, 9],
-            "attacks": [{"name": "alie", "strengths": [16]}],
-        },
         {
             "name": "split-iid-CM",
             "betas": ["iid"],
             "defenses": ["CM"],
             "seeds": [5, 6, 7, 8, 9],
             "attacks": [{"name": "ipm", "strengths": [10]}],
+        },
+        {
+            "name": "split-iid-RFA(buck)",
+            "betas": ["iid"],
+            "defenses": ["RFA(buck)"],
+            "seeds": [5, 6, 7, 8, 9],
+            "attacks": [{"name": "alie", "strengths": [16]}],
         },
     ]
     # the command prints them as config.yaml slices the figure1cpu study lacks
@@ -259,7 +259,7 @@ def test_split_cells_become_the_slices_that_add_their_seeds(tmp_path, capsys, lo
           str(ROOT / "config.yaml"), "--runs", f"figure1cpu={tmp_path / 'f1.csv'}",
           "--slices", "figure1cpu"])  # fmt: skip
     printed = yaml.safe_load(capsys.readouterr().out)["slices"]
-    assert {s["name"] for s in printed} == {"split-iid-CM", "split-iid-CCLIP"}
+    assert {s["name"] for s in printed} == {"split-iid-CM", "split-iid-RFA(buck)"}
     assert all(s["seeds"] == [5, 6, 7, 8, 9] for s in printed)
 
 

@@ -17,6 +17,7 @@ accuracy it shows (max or final) and where its numbers come from.
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from collections import Counter
@@ -26,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from byzstress.analysis import paper
 from byzstress.analysis.compare import INCONCLUSIVE, decide, welch
 from byzstress.analysis.labels import NO_ATTACK, attack_label, is_baseline
 from byzstress.analysis.reporting import (
@@ -46,6 +48,7 @@ from byzstress.analysis.verdicts import (
     verdict_summary,
 )
 from byzstress.runs.record import RunRecord
+from byzstress.threats.grammar import parse
 
 __all__ = ["BLOCKS", "FILES", "check", "render"]
 
@@ -140,7 +143,6 @@ FAMILY_ORDER = ("none", "alie", "ipm", "minmax", "minsum")
 def _markdown(t: pd.DataFrame) -> str:
     """Table 1 with the paper's column order and rows by attack family, knowledge and
     strength (the IID-calibrated default before the grid)."""
-    from byzstress.threats.grammar import parse
 
     def key(r: pd.Series) -> tuple:
         fam = parse(r["attack"]).name
@@ -895,6 +897,35 @@ def methods_block(root: Path) -> str:
     return "\n".join(out)
 
 
+def _with_every_paper_cell(t: pd.DataFrame) -> pd.DataFrame:
+    """``t`` (a :func:`table` with the paper's numbers) with a row, ours empty, for each of the
+    paper's cells at its β and defenses that has no run yet, so that a study published in
+    parts still shows every number of the paper beside it."""
+    have = set(zip(t["beta"], t["defense"], t["attack_label"], strict=True))
+    defenses = t.drop_duplicates("defense")[["dataset", "defense", "defense_label"]]
+    extra = [
+        {
+            **d,
+            "beta": b,
+            "attack_label": row,
+            "variant": "",
+            "mean": math.nan,
+            "std": math.nan,
+            "seeds": 0,
+            "diverged": 0,
+            "strongest": False,
+            "paper_mean": cell[0] if cell else math.nan,
+            "paper_std": cell[1] if cell else math.nan,
+        }
+        for b in dict.fromkeys(t["beta"])
+        for d in defenses.to_dict("records")
+        for row in paper.PAPER_ROWS
+        if (b, d["defense"], row) not in have
+        for cell in [paper.paper_value(float(b), row, d["defense"])]
+    ]
+    return pd.concat([t, pd.DataFrame(extra)], ignore_index=True) if extra else t
+
+
 def table1cpu_table_block(root: Path) -> str:
     """The table1cpu study's Table 1 with the paper's numbers beside ours (labelled: the
     paper's are CIFAR-10 at 8000 steps)."""
@@ -905,8 +936,17 @@ def table1cpu_table_block(root: Path) -> str:
             "(`docs/table1cpu/runs.tar.xz`); the paper's own numbers are in "
             "[paper.md](paper.md#table-1-the-papers-numbers)."
         )
-    t = table(read_tidy(path), with_paper=True)
-    return table_markdown(t, with_paper=True).rstrip() + (
+    t = _with_every_paper_cell(table(read_tidy(path), with_paper=True))
+    # the paper's order, whatever has trained so far
+    column = {str(parse(spec)): i for i, spec in enumerate(paper.PAPER_COLUMNS.values())}
+
+    def place(defense: str) -> int:
+        return column.get(str(parse(defense)), len(column))
+
+    cols = t.drop_duplicates("defense_label").sort_values("defense", key=lambda d: d.map(place))
+    rows = [attack_label("none", None), *paper.PAPER_ROWS]
+    md = table_markdown(t, with_paper=True, rows=rows, defenses=list(cols["defense_label"]))
+    return md.rstrip() + (
         " The paper's columns are CIFAR-10 at T = 8000 steps, ours Fashion-MNIST at 500: "
         "another dataset and scale, shown beside ours for the ranking of the attacks, not "
         "compared by a test. Source: `docs/table1cpu/runs.csv`."

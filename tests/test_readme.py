@@ -374,3 +374,43 @@ def test_figure1cpu_times_are_each_cpus_median_and_range_of_its_records(tmp_path
     lines = readme.figure1cpu_times_block(tmp_path).splitlines()
     assert lines[2] == "| AMD EPYC | 3 | 120 | 100 – 300 |"
     assert lines[3] == "| Intel Xeon | 1 | 50 | 50 – 50 |"
+
+
+def test_table1cpu_table_keeps_the_papers_order_and_numbers_while_partly_trained(tmp_path):
+    """A study published in parts: β = 0.3 only, CCLIP and CM (listed out of the paper's
+    order), no IPM, Min-Max, Min-Sum or SF yet. The columns follow the paper's, and every
+    paper number of those columns stands beside ours, trained or not."""
+    from byzstress.analysis import paper
+    from byzstress.analysis.labels import attack_label
+
+    rows = [
+        {
+            "dataset": "fmnist",
+            "beta": "0.3",
+            "defense": d,
+            "variant": "",
+            "attack": attack,
+            "strength": "" if s is None else s,
+            "knowledge": "omniscient",
+            "attack_label": attack_label(attack, s),
+            "strength_value": s,
+            "seed": seed,
+            "max_acc": 0.8,
+            "status": "ok",
+        }
+        for d in ("CCLIP", "CM")
+        for attack, s in (("none", None), ("alie", 8))
+        for seed in range(2)
+    ]
+    (tmp_path / "docs" / "table1cpu").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "docs" / "table1cpu" / "runs.csv", index=False)
+    md = readme.table1cpu_table_block(tmp_path)
+    head, _, *body = md.splitlines()
+    assert head.index("CM (CMLS unavailable) (β=0.3) ours") < head.index("CCLIP (β=0.3) ours")
+    labels = [line.split(" | ")[0].lstrip("| ") for line in body[:6]]
+    assert labels == [attack_label("none", None), *paper.PAPER_ROWS]
+    for row in paper.PAPER_ROWS:
+        for col in ("CMLS", "CCLIP"):
+            mean, std = paper.TABLE1[(0.3, row, col)]
+            assert f"{mean:.2f} ± {std:.2f}" in md, (row, col)
+    assert "RFA(buck)" not in head  # nothing of it trained: no column

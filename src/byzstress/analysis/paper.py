@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .labels import attack_label
 
-__all__ = ["CMLS_STANDIN", "PAPER_COLUMNS", "TABLE1", "paper_value"]
+__all__ = ["CMLS_STANDIN", "PAPER_COLUMNS", "PAPER_ROWS", "TABLE1", "paper_value"]
 
 CMLS_STANDIN = "CM (CMLS unavailable)"
 
@@ -23,12 +23,11 @@ PAPER_COLUMNS = {
     "trMean(NNM)": "trmean(nnm)",
 }
 
-#: the paper's rows (attack, strength), labelled as the run table labels them
-_ROWS = tuple(
+#: the paper's rows (attack, strength), labelled as the run table labels them, in its order
+PAPER_ROWS = tuple(
     attack_label(a, s)
     for a, s in (("alie", 8), ("ipm", 2.5), ("minmax", None), ("minsum", None), ("sf", None))
 )
-_COLS = ("RFA(buck)", "CMLS", "CCLIP", "trMean(NNM)")
 _RAW = {
     0.3: (
         ((23.26, 1.39), (21.71, 2.81), (17.89, 5.64), (21.93, 1.49)),
@@ -50,8 +49,8 @@ _RAW = {
 TABLE1: dict[tuple[float, str, str], tuple[float, float]] = {
     (beta, row, col): cell
     for beta, rows in _RAW.items()
-    for row, cells in zip(_ROWS, rows, strict=True)
-    for col, cell in zip(_COLS, cells, strict=True)
+    for row, cells in zip(PAPER_ROWS, rows, strict=True)
+    for col, cell in zip(PAPER_COLUMNS, cells, strict=True)
 }
 
 

@@ -95,6 +95,11 @@ def test_pack_only_some_records_of_a_shared_runs_folder(tmp_path):
     assert list(manifest["records"]) == ["beta~0.1/alie~8/cm/seed~1.json"]  # ~9 not trained
     with pytest.raises(archive.ArchiveError, match="not below"):
         archive.pack(runs, tmp_path / "b.tar.xz", only=[tmp_path / "elsewhere.json"])
+    # a whole study packed from the wrong folder: counted, three named, not 240
+    many = [tmp_path / f"elsewhere{i}.json" for i in range(5)]
+    with pytest.raises(archive.ArchiveError, match="5 of the 5 records") as err:
+        archive.pack(runs, tmp_path / "b.tar.xz", only=many)
+    assert str(err.value).count("elsewhere") == 3 and "--runs-dir" in str(err.value)
     with pytest.raises(archive.ArchiveError, match="among the 1 records asked for"):
         archive.pack(runs, tmp_path / "b.tar.xz", only=[runs / "beta~0.1/none/seed~0.json"])
 

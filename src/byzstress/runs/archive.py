@@ -69,7 +69,12 @@ def pack(
         wanted = {Path(p).resolve() for p in only}
         outside = sorted(str(p) for p in wanted if not p.is_relative_to(runs.resolve()))
         if outside:
-            raise ArchiveError(f"records not below {str(runs)!r}: {', '.join(outside)}")
+            shown = ", ".join(outside[:3]) + (", ..." if len(outside) > 3 else "")
+            raise ArchiveError(
+                f"{len(outside)} of the {len(wanted)} records asked for are not below "
+                f"{str(runs)!r} ({shown}); a study's records are under its runs folder "
+                "(`byzstress runs STUDY --runs-dir`, relative to the repository root)"
+            )
         files = [p for p in files if p.resolve() in wanted]
     if not files:
         which = "" if only is None else f" among the {len(wanted)} records asked for"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
 from dataclasses import fields
 
@@ -344,6 +345,8 @@ def test_a_bad_study_is_refused_before_any_job_naming_the_key(data, repo_root, m
     for part in path[:-1]:
         node = node.setdefault(part, {})
     node[path[-1]] = value
+    if path == ("train", "delta"):
+        del study["train"]["f"]  # else "give either f or delta" answers, whatever δ is
     cfg = {"studies": ["s"], "definitions": {"s": study}}
     assert _config_errors({"studies": ["s"], "definitions": {"s": STUDY}}) == ""
     COUNT["study"] = COUNT.get("study", 0) + 1
@@ -400,3 +403,36 @@ def test_calibration_fraction_flag_refuses_bad_numbers(text, tmp_path, capsys):
         main(["calibration", str(tmp_path / "runs.csv"), "--out-prefix", "x", "--fraction", text])
     assert err.value.code == 2
     assert "--fraction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("train", "axes", "key"),
+    [
+        ({"delta": "abc"}, None, "train.delta"),
+        ({"delta": "0.2"}, None, "train.delta"),  # a string is not a fraction
+        ({"delta": 0.5}, None, "train.delta"),  # no honest majority
+        ({"n": "x", "delta": 0.2}, None, "train.n"),
+        ({"delta": 0.2}, {"delta": [0.1, 0.7]}, "axes.delta"),
+        ({"split": {"k": 2}}, None, "split"),  # a mapping, not a split spec
+        ({"model": {"a": 1}}, None, "model"),
+    ],
+)
+def test_delta_and_mapping_values_are_refused_naming_the_key(train, axes, key, repo_root):
+    """δ is not a run-spec field (the spec holds f = ⌊δ n⌋), so the study checks it; a
+    mapping where a value belongs reaches the spec's checks instead of a TypeError."""
+    study = {**copy.deepcopy(STUDY), "train": {"n": 7, "steps": 6, **train}}
+    if axes:
+        study["axes"] = axes
+    with pytest.raises(StudyError, match=re.escape(key)):
+        expand_study("s", study, {})
+    ok = {**copy.deepcopy(STUDY), "train": {"n": 7, "delta": 0.2}}
+    assert dict(expand_study("s", ok, {})[0].spec)["f"] == 1  # ⌊0.2 · 7⌋
+
+
+def test_a_spec_built_in_python_is_checked_before_it_trains():
+    """RunSpec(...) skips from_dict; the simulator still runs the field checks, so a typo'd
+    momentum form is refused instead of training heavy-ball momentum."""
+    from byzstress.sim.training import Simulator
+
+    with pytest.raises(SpecError, match="momentum_form"):
+        Simulator(RunSpec(momentum_form="nesterov"))

@@ -2,8 +2,11 @@
 
 A run's JSON (``results/STUDY/runs/**.json``, and the published ``docs/STUDY/runs.tar.xz``)
 is a :class:`RunRecord`'s :meth:`~RunRecord.to_dict`: its keys are the dataclass's fields, in
-their order, so a record the runner writes now has the same bytes as before the class
-existed. :meth:`RunRecord.from_dict` reads every record ever published: a key that older
+their order, the keys and values the runner wrote before the class existed. One thing moved:
+inside ``spec`` and ``resolved`` the keys follow :class:`~byzstress.sim.spec.RunSpec`'s field
+order, which this version changed (knobs grouped by role), so a new record differs from an
+older one of the same run in key order there, not in content.
+:meth:`RunRecord.from_dict` reads every record ever published: a key that older
 code did not write loads as ``None`` (or an empty dict) and is left out again on the way
 back, a key this code does not know is kept in :attr:`RunRecord.extra`, so
 ``from_dict(d).to_dict() == d`` for every record.

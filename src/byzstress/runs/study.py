@@ -139,9 +139,9 @@ def _validate_runs(where: str, runs: list[Run]) -> None:
     from ..sim.spec import RunSpec, SpecError
 
     names = _registries_importable()
-    seen: set[tuple] = set()
+    seen: set[str] = set()
     for run in runs:
-        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in run.spec)
+        key = run.json  # text: a value of any type (a mapping too) reaches the checks below
         if key in seen:
             continue
         seen.add(key)
@@ -212,6 +212,7 @@ def _apply_axes(
     combo: list[tuple[str, Any]],
     defaults: dict[str, Any],
     delta: float | None,
+    where: str,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The base spec with one combination of axis values, and its path segments: a value
     equal to the base's own (or the spec default) changes nothing and adds no segment.
@@ -227,8 +228,21 @@ def _apply_axes(
         else:
             spec[key] = value
     if delta is not None:
-        spec["f"] = math.floor(float(delta) * int(spec.get("n", defaults["n"])) + 1e-9)
+        spec["f"] = _f_of_delta(where, delta, spec.get("n", defaults["n"]))
     return spec, tuple(segments)
+
+
+def _f_of_delta(where: str, delta: Any, n: Any) -> int:
+    """f = ⌊δ n⌋ Byzantine clients for the fraction δ ∈ [0, 0.5) (the paper's δ, Figure 1).
+    δ is not a run-spec field (the spec holds f), so it is checked here."""
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 0.5:
+        raise StudyError(
+            f"{where}.delta: the Byzantine fraction must be a number with 0 <= delta < 0.5, "
+            f"got {delta!r}"
+        )
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise StudyError(f"{where}.n: must be a whole number >= 1, got {n!r}")
+    return math.floor(delta * n + 1e-9)
 
 
 def expand_study(
@@ -347,7 +361,7 @@ def _expand_matrix(
     if delta is not None:
         if "f" in train:
             raise StudyError(f"{where}.train: give either f or delta, not both")
-        train["f"] = math.floor(float(delta) * int(train.get("n", defaults["n"])) + 1e-9)
+        train["f"] = _f_of_delta(f"{where}.train", delta, train.get("n", defaults["n"]))
     for key in train:
         if key in AXES:
             raise StudyError(f"{where}.train.{key}: set it as a study axis, not in train")
@@ -385,7 +399,8 @@ def _expand_matrix(
             attack_entries.append((a_slug, entry["name"], knowledge, *_strength_key(st)))
 
     combos = _axes(where, study.get("axes") or {})
-    variants = [_apply_axes(base, c, defaults, delta) for c in combos]  # once, not per run
+    # once, not per run
+    variants = [_apply_axes(base, c, defaults, delta, f"{where}.axes") for c in combos]
     runs = []
     for b_key, b_val in betas:
         for a_slug, a_name, knowledge, s_key, s_val in attack_entries:

@@ -139,7 +139,10 @@ class Simulator:
         Runs train in float32; float64 is for checking that two computations of one
         quantity differ only by rounding (tests/test_batch.py, tests/test_training.py):
         float32's rounding, amplified over a few steps, depends on the CPU's kernels."""
-        self.spec = s = spec.resolved()  # validated where it was built (RunSpec.from_dict)
+        # names were checked where the spec was built (RunSpec.from_dict, a study's
+        # expansion); the cheap field checks run again for a spec built in Python directly
+        spec.check_fields()
+        self.spec = s = spec.resolved()
         if s.plugins:
             plugins.load_plugins(list(s.plugins))
         if s.deterministic:

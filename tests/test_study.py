@@ -246,3 +246,14 @@ def test_runs_slices_refuses_a_slice_without_a_name(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["runs", "null", "--config", str(cfg), "--slices"])
     assert "definitions.null: must be a mapping" in capsys.readouterr().err
+
+
+def test_reordering_the_train_mapping_changes_no_jobs_spec():
+    """A job's params are its spec's JSON: written with sorted keys, so moving lines of
+    ``train:`` in config.yaml reruns nothing (Snakemake reruns a job whose params change)."""
+    study = copy.deepcopy(STUDY)
+    study["train"] = {"lr": 0.05, **STUDY["train"], "momentum_form": "heavy"}
+    flipped = {**study, "train": dict(reversed(list(study["train"].items())))}
+    assert list(flipped["train"]) != list(study["train"])
+    one = {r.key: r.json for r in expand_study("s", study, {})}
+    assert one == {r.key: r.json for r in expand_study("s", flipped, {})}

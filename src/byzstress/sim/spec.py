@@ -400,6 +400,7 @@ def read_spec_json(text: str) -> dict[str, Any]:
 
 
 def spec_json(values: dict[str, Any]) -> str:
-    """The JSON a workflow job is handed: a run's own values, in the order given (floats
-    as ``repr``, which reads back exactly)."""
-    return json.dumps(values, separators=(",", ":"), allow_nan=False)
+    """The JSON a workflow job is handed: a run's own values, keys sorted (so reordering a
+    study's ``train:`` mapping changes no job's params, and Snakemake reruns nothing),
+    floats as ``repr``, which reads back exactly."""
+    return json.dumps(values, separators=(",", ":"), allow_nan=False, sort_keys=True)

@@ -38,7 +38,10 @@ from byzstress.analysis.reporting import (
     table_markdown,
 )
 from byzstress.analysis.verdicts import (
+    ALIE8,
     CLAIMS,
+    IPM25,
+    RIVALS,
     RULE_TEXT,
     VERDICTS,
     Cell,
@@ -71,10 +74,10 @@ BLOCK = re.compile(
     re.S,
 )
 
-# the labels the findings below look up, made as the run table makes them
-ALIE8, IPM25 = attack_label("alie", 8), attack_label("ipm", 2.5)
+# the labels the findings below look up, made as the run table makes them (ALIE8, IPM25
+# and the rivals come from verdicts)
 ALIE8_LOCAL, IPM25_LOCAL = attack_label("alie", 8, "local"), attack_label("ipm", 2.5, "local")
-MINMAX, MINSUM = attack_label("minmax", None), attack_label("minsum", None)
+MINMAX, MINSUM = RIVALS
 
 
 def _pct(x: float) -> str:
@@ -144,9 +147,7 @@ def _default_label(runs: pd.DataFrame, attack: str) -> str | None:
     """The label of ``attack`` run at its default strength by the omniscient attacker (the
     default's value is in the label, so it is looked up, not typed)."""
     sel = runs[
-        (runs["attack"] == attack)
-        & (runs["strength"].fillna("").astype(str) == "")
-        & (runs["knowledge"] == "omniscient")
+        (runs["attack"] == attack) & (runs["strength"] == "") & (runs["knowledge"] == "omniscient")
     ]
     return sel["attack_label"].iloc[0] if len(sel) else None
 
@@ -942,10 +943,11 @@ def table1cpu_table_block(root: Path) -> str:
         )
     t = _with_every_paper_cell(table(read_tidy(path), with_paper=True))
     # the paper's order, whatever has trained so far
-    column = {str(parse(spec)): i for i, spec in enumerate(paper.PAPER_COLUMNS.values())}
+    columns = list(paper.PAPER_COLUMNS)
 
     def place(defense: str) -> int:
-        return column.get(str(parse(defense)), len(column))
+        col = paper.paper_column(defense)
+        return columns.index(col) if col else len(columns)
 
     cols = t.drop_duplicates("defense_label").sort_values("defense", key=lambda d: d.map(place))
     rows = [attack_label("none", None), *paper.PAPER_ROWS]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .labels import attack_label
 
-__all__ = ["CMLS_STANDIN", "PAPER_COLUMNS", "PAPER_ROWS", "TABLE1", "paper_value"]
+__all__ = ["CMLS_STANDIN", "PAPER_COLUMNS", "PAPER_ROWS", "TABLE1", "paper_column", "paper_value"]
 
 CMLS_STANDIN = "CM (CMLS unavailable)"
 
@@ -54,12 +54,15 @@ TABLE1: dict[tuple[float, str, str], tuple[float, float]] = {
 }
 
 
-def paper_value(beta: float, attack_label: str, defense: str) -> tuple[float, float] | None:
-    """The paper's (mean, std) for our attack label and defense spec, if it has one."""
+def paper_column(defense: str) -> str | None:
+    """The paper's column that the defense spec computes (any spelling of it), if any."""
     from ..threats.grammar import parse
 
     canon = str(parse(defense))
-    for col, spec in PAPER_COLUMNS.items():
-        if str(parse(spec)) == canon:
-            return TABLE1.get((beta, attack_label, col))
-    return None
+    return next((col for col, spec in PAPER_COLUMNS.items() if str(parse(spec)) == canon), None)
+
+
+def paper_value(beta: float, attack_label: str, defense: str) -> tuple[float, float] | None:
+    """The paper's (mean, std) for our attack label and defense spec, if it has one."""
+    col = paper_column(defense)
+    return None if col is None else TABLE1.get((beta, attack_label, col))

@@ -54,8 +54,11 @@ from .outputs import save_figure, write_csv, write_text
 from .reporting import METRIC_TEXT, SEED_BAND, read_tidy, summarise
 
 __all__ = [
+    "ALIE8",
     "ALPHA",
     "CLAIMS",
+    "IPM25",
+    "RIVALS",
     "VERDICTS",
     "Below",
     "Cell",
@@ -78,7 +81,7 @@ CLAIMS = {
 # the paper's calibrated strengths, labelled as the run table labels them
 ALIE8, IPM25 = attack_label("alie", 8), attack_label("ipm", 2.5)
 #: the attacks C3 says ALIE outperforms
-RIVALS = ("MinMax", "MinSum")
+RIVALS = (attack_label("minmax", None), attack_label("minsum", None))
 #: the family-wise error rate of each claim (claims.yaml's alpha)
 ALPHA = 0.05
 #: a tested column's verdicts, in the order the rule tries them

@@ -59,6 +59,7 @@ __all__ = ["BLOCKS", "FILES", "check", "render"]
 FILES = (
     "README.md",
     "docs/figure1cpu/README.md",
+    "docs/table1cpu/README.md",
     "docs/paper.md",
     "docs/results.md",
     "docs/reproducibility.md",
@@ -584,13 +585,17 @@ def _config(root: Path) -> dict[str, Any]:
     return yaml.safe_load((root / "config.yaml").read_text())
 
 
-def _figure1cpu_records(root: Path) -> dict[str, RunRecord]:
-    """The figure1cpu study's published records by archive name (none before its first
-    sitting)."""
+def _study_records(root: Path, study: str) -> dict[str, RunRecord]:
+    """A study's published records by archive name (none before its first sitting)."""
     from byzstress.runs.archive import read_records
 
-    path = root / "docs/figure1cpu/runs.tar.xz"
+    path = root / f"docs/{study}/runs.tar.xz"
     return read_records(path) if path.exists() else {}
+
+
+def _figure1cpu_records(root: Path) -> dict[str, RunRecord]:
+    """The figure1cpu study's published records by archive name."""
+    return _study_records(root, "figure1cpu")
 
 
 def figure1cpu_status_block(root: Path) -> str:
@@ -756,21 +761,25 @@ def studies_block(root: Path) -> str:
     return "\n".join(lines)
 
 
-def figure1cpu_slices_block(root: Path) -> str:
-    """The figure1cpu study's slices (:func:`docgen.sizes.slice_sizes`): the runs each
-    adds, how many of them the published archive holds, and how many the sensitivity
-    study defines too (trained once, in its folder)."""
+def slices_block(root: Path, study: str, other: str | None = None) -> str:
+    """A study's slices (:func:`docgen.sizes.slice_sizes`): the runs each adds, how many of
+    them the published archive holds, how many remain, and (with ``other``) how many
+    ``other`` defines too (trained once, in its folder)."""
     from docgen.sizes import slice_sizes
 
-    have = {k.removesuffix(".json") for k in _figure1cpu_records(root)}
-    rows = slice_sizes(_config(root), "figure1cpu", have, other="sensitivity")
+    have = {k.removesuffix(".json") for k in _study_records(root, study)}
+    rows = slice_sizes(_config(root), study, have, other=other)
+    also = f" also a `{other}` run |" if other else ""
     lines = [
-        "| slice | runs it adds | trained (`runs.tar.xz`) | also a `sensitivity` run |",
-        "|---|---|---|---|",
+        f"| slice | runs it adds | trained (`runs.tar.xz`) | to train |{also}",
+        "|---|---|---|---|" + ("---|" if other else ""),
     ]
-    lines += [f"| `{r.name}` | {r.new} | {r.trained} | {r.shared} |" for r in rows]
+    for r in rows:
+        shared = f" {r.shared} |" if other else ""
+        lines.append(f"| `{r.name}` | {r.new} | {r.trained} | {r.new - r.trained} |{shared}")
     total = [sum(getattr(r, f) for r in rows) for f in ("new", "trained", "shared")]
-    lines.append(f"| all | {total[0]} | {total[1]} | {total[2]} |")
+    shared = f" {total[2]} |" if other else ""
+    lines.append(f"| all | {total[0]} | {total[1]} | {total[0] - total[1]} |{shared}")
     again = [r for r in rows if r.new < r.runs]
     note = ""
     if again:
@@ -781,7 +790,7 @@ def figure1cpu_slices_block(root: Path) -> str:
         )
     lines += [
         "",
-        f"Counted from `config.yaml` and `runs.tar.xz` (`byzstress runs figure1cpu --slice "
+        f"Counted from `config.yaml` and `runs.tar.xz` (`byzstress runs {study} --slice "
         f"NAME` lists a slice's runs).{note}",
     ]
     return "\n".join(lines)
@@ -980,7 +989,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "figure1cpu-claim": figure1cpu_claim_block,
     "splits": splits_block,
     "studies": studies_block,
-    "figure1cpu-slices": figure1cpu_slices_block,
+    "figure1cpu-slices": lambda root: slices_block(root, "figure1cpu", other="sensitivity"),
+    "table1cpu-slices": lambda root: slices_block(root, "table1cpu"),
     "figure1cpu-times": figure1cpu_times_block,
 }
 

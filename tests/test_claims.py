@@ -51,8 +51,9 @@ def _c1_records(rng, seeds=5):
 
 
 def _table1_records(rng, seeds=5):
-    """ALIE takes every defense to 20 %, IPM costs 5 points, Min-Max and Min-Sum 15."""
-    cost = {"none": 0, "alie": 65, "ipm": 5, "minmax": 15, "minsum": 15, "sf": 8}
+    """ALIE takes every defense to 25 % (above the collapse level, so no cell splits), IPM
+    costs 5 points, Min-Max and Min-Sum 15."""
+    cost = {"none": 0, "alie": 60, "ipm": 5, "minmax": 15, "minsum": 15, "sf": 8}
     strength = {"alie": 8, "ipm": 2.5}
     rows = []
     for beta in ("0.3", "0.5"):
@@ -70,9 +71,14 @@ def loaded():
 
 
 def test_claims_yaml_names_the_papers_four_claims(loaded):
+    from byzstress.analysis import compare
+
     settings, claims = loaded
     assert list(claims) == ["C1", "C2", "C3", "C4"]
     assert settings.min_seeds >= 5 and settings.alpha == 0.05
+    # the claims and every study's comparisons (demo, sensitivity, splits) use one rule
+    assert settings.alpha == compare.ALPHA
+    assert settings.equivalence_bound == compare.EQUIVALENCE_BOUND
     # the abstract as docs/paper.md quotes it, one line of words
     text = (ROOT / "docs" / "paper.md").read_text()
     paper = " ".join(line.lstrip("> ").strip() for line in text.splitlines())
@@ -119,7 +125,7 @@ def test_c2_to_c4_on_a_known_table(loaded):
     runs = {"table1cpu": _table1_records(np.random.default_rng(2))}
     out = C.evaluate({k: claims[k] for k in ("C2", "C3", "C4")}, runs, settings)
     c2 = out[out["claim"] == "C2"]
-    # ALIE's 65-point drop is severe (> 10); IPM's 5 points are significantly less
+    # ALIE's 60-point drop is severe (> 10); IPM's 5 points are significantly less
     assert set(c2[c2["contrast"] == "ALIE z = 8"]["outcome"]) == {SUPPORTED}
     assert set(c2[c2["contrast"] == "IPM ε = 2.5"]["outcome"]) == {CONTRADICTED}
     c3 = out[(out["claim"] == "C3") & (out["family"] == "primary")]
@@ -128,9 +134,9 @@ def test_c2_to_c4_on_a_known_table(loaded):
     c3b = out[(out["claim"] == "C3") & (out["family"] == "secondary")]
     assert len(c3b) == 16 and set(c3b["outcome"]) == {CONTRADICTED}
     c4 = out[out["claim"] == "C4"]
-    # 20 % is below half of 85 %: every defense fails dramatically
+    # 25 % is below half of 85 % (by 17.5 points): every defense fails dramatically
     assert len(c4) == 8 and set(c4["outcome"]) == {SUPPORTED}
-    assert c4["estimate"].between(20, 25).all()
+    assert c4["estimate"].between(15, 20).all()
 
 
 def test_collapse_is_counted_beside_the_accuracy(loaded):
@@ -144,6 +150,10 @@ def test_collapse_is_counted_beside_the_accuracy(loaded):
     assert row["collapse_b"].item().startswith("5/5")
     assert row["collapse_a"].item().startswith("0/5")
     assert row["collapse_p"].item() < 0.01
+    # Holm across C2's 16 comparisons: the only difference is multiplied by 16 (the other
+    # fifteen, with no collapse on either side, have Fisher p = 1)
+    assert (out["collapse_p"] == 1.0).sum() == 15
+    assert row["collapse_p_adj"].item() == pytest.approx(min(1.0, 16 * row["collapse_p"].item()))
 
 
 def test_too_few_seeds_are_inconclusive_and_say_so(loaded):
@@ -314,3 +324,89 @@ def test_a_split_c1_cell_brings_the_cells_it_pairs_with(loaded):
     assert set(out["beta"]) == {"0.1"} and set(out["defense"]) == {"CM"}
     # a study no C1 contrast uses brings nothing more
     assert len(C.paired_companions(split, claims, "table1cpu")) == 1
+
+
+def test_a_side_whose_cells_split_is_provisional_until_it_has_the_extra_seeds(loaded):
+    """The split rule asks 10 seeds of a side whose cell splits: with 5 that side's
+    comparisons stay provisional, with 10 they are not; the other side needs 5."""
+    settings, claims = loaded
+    df = _table1_records(np.random.default_rng(9), seeds=settings.split_seeds_to)
+    # CM's ALIE cell at β = 0.3 splits: among its first five seeds, two collapse
+    cell = (df["beta"] == "0.3") & (df["defense"] == "CM") & (df["attack"] == "alie")
+    df.loc[cell & df["seed"].isin([0, 1]), "final_acc"] = 0.1
+    five = df[df["seed"] < settings.min_seeds]
+
+    def flags(records):
+        out = C.evaluate({"C2": claims["C2"]}, {"table1cpu": records}, settings)
+        out = out.set_index(["beta", "defense", "contrast"])
+        return out["provisional"], out["split"]
+
+    provisional, split = flags(five)
+    assert provisional[("0.3", "CM", "ALIE z = 8")] and split[("0.3", "CM", "ALIE z = 8")] == (
+        "– v split"
+    )
+    assert provisional.sum() == 1  # no other cell splits
+    provisional, _ = flags(df)
+    assert not provisional.any()
+    # only cells an estimand reads are judged: SF splits too, but no claim reads it
+    sf = (df["defense"] == "CM") & (df["attack"] == "sf")
+    df.loc[sf & df["seed"].isin([0, 1]), "final_acc"] = 0.1
+    used = C.used_cells(df, claims, "table1cpu", settings)
+    judged = C.split_cells(df, settings, used)
+    assert set(zip(judged["beta"], judged["attack"], strict=True)) == {("0.3", "alie")}
+    assert "sf" in set(C.split_cells(df, settings)["attack"])
+
+
+def test_c1_is_decided_again_on_the_records_trained_after_the_rule(tmp_path):
+    """claims.yaml's seen_before lists records published before the rule: the command
+    decides C1 again without them and says how many records each decision reads."""
+    from byzstress.cli import main
+
+    df = _c1_records(np.random.default_rng(10))
+    df.to_csv(tmp_path / "f1.csv", index=False)
+    seen = df[df["seed"] < 3]
+    assert len(C.without_seen(df, seen)) == len(df) - len(seen)
+    assert set(C.without_seen(df, seen)["seed"]) == {3, 4}
+    seen[["beta", "defense", "attack", "strength", "seed"]].to_csv(
+        tmp_path / "seen.csv", index=False
+    )
+    raw = yaml.safe_load((ROOT / "claims.yaml").read_text())
+    raw["claims"] = {"C1": {**raw["claims"]["C1"], "seen_before": "seen.csv"}}
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    prefix = tmp_path / "out" / "claims"
+    main(["claims", "--claims", str(tmp_path / "claims.yaml"), "--config",
+          str(ROOT / "config.yaml"), "--runs", f"figure1cpu={tmp_path / 'f1.csv'}",
+          "--out-prefix", str(prefix)])  # fmt: skip
+    page = prefix.with_suffix(".md").read_text()
+    # 4 defenses x 2 betas x (no attack + 7 strengths) x 5 seeds; seeds 0-2 seen
+    assert "after 192 of the 320 records C1 reads" in page
+    assert "Decided on the other 128 alone" in page
+    # only RFA(buck) has an effect (20 points): on two seeds per side, what is supported is
+    # RFA(buck)'s and at least its four-strength ALIE mean (the least noisy) stays so
+    line = next(x for x in page.splitlines() if x.startswith("**Records trained after"))
+    assert "2 seeds per side" in line
+    both = line.split("Supported on both: ")[1].split(". Supported on all")[0].split("; ")
+    assert "RFA(buck) ALIE z ≥ 2 (mean of 2, 4, 8, 16)" in both
+    assert all(x.startswith("RFA(buck) ") for x in both)
+    assert line.endswith("On the later records only: none.")
+
+
+def test_the_aggregate_shift_reports_the_attacks_excess_over_no_attack(loaded):
+    """Heterogeneity moves the output without an attack: the excess column subtracts the
+    no-attack shift at the same β, with a Welch interval that covers the known excess."""
+    _, claims = loaded
+    rng = np.random.default_rng(11)
+    df = _c1_records(rng)
+    noise = rng.normal(0, 0.01, len(df))
+    attacked = df["attack"] != "none"
+    # no attack: 0.5 under IID, 1.0 at β = 0.1; the attack adds 0.3 under IID, 0.1 at 0.1
+    base = np.where(df["beta"] == "iid", 0.5, 1.0)
+    add = np.where(df["beta"] == "iid", 0.3, 0.1) * attacked
+    df["diag_rel_err"] = base + add + noise
+    shift = C.aggregate_shift(df, claims["C1"]).set_index(["defense", "contrast"])
+    row = shift.loc[("CM", "ALIE z = 8 (the paper's)")]
+    assert row["none 0.1"] == pytest.approx(1.0, abs=0.05)
+    assert row["excess iid"] == pytest.approx(0.3, abs=0.03)
+    assert row["excess 0.1"] == pytest.approx(0.1, abs=0.03)
+    assert row["excess_low iid"] < 0.3 < row["excess_high iid"]
+    assert row["excess_high 0.1"] < row["excess_low iid"]  # the excess shrank with β

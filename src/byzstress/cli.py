@@ -272,7 +272,7 @@ def _add_reporting(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="max_acc", choices=["max_acc", "final_acc"])
     p.set_defaults(func=lambda a: reporting.leaderboard_cmd(a.csv, a.out_prefix, a.metric))
 
-    p = sub.add_parser("calibration", help="most damaging and breaking strengths")
+    p = sub.add_parser("calibration", help="lowest-mean and breaking strengths (descriptive)")
     p.add_argument("csv", type=Path)
     p.add_argument("--out-prefix", type=Path, required=True, help="PREFIX.{csv,md}")
     p.add_argument(

@@ -29,14 +29,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .compare import Comparison, Rate, collapse_difference, decide, rate, welch
+from .compare import Comparison, Rate, collapse_difference, decide, holm, rate, welch
 
 __all__ = [
     "Settings",
     "evaluate",
     "load",
     "read_runs",
+    "records_read",
+    "seeds_required",
     "split_cells",
+    "used_cells",
+    "without_seen",
 ]
 
 
@@ -95,15 +99,22 @@ def _collapsed(df: pd.DataFrame, settings: Settings) -> pd.Series:
     return (df["status"] == "diverged") | (df["final_acc"] <= settings.collapse_final_acc)
 
 
+def _paper_model(df: pd.DataFrame) -> pd.Series:
+    """The runs of the paper's threat model: an omniscient attacker, no method variant."""
+    sel = pd.Series(True, index=df.index)
+    if "knowledge" in df:
+        sel &= df["knowledge"].fillna("omniscient") == "omniscient"
+    if "variant" in df:
+        sel &= df["variant"].isna()
+    return sel
+
+
 def _runs(
     df: pd.DataFrame, beta: str, defense: str, attack: str, strength: float | None
 ) -> pd.DataFrame:
     """One cell's runs, one row per seed (the paper's threat model: omniscient, no variant)."""
     sel = (df["beta"] == beta) & (df["defense"] == defense) & (df["attack"] == attack)
-    if "knowledge" in df:
-        sel &= df["knowledge"].fillna("omniscient") == "omniscient"
-    if "variant" in df:
-        sel &= df["variant"].isna()
+    sel &= _paper_model(df)
     if strength is not None:
         sel &= np.isclose(df["strength"].astype(float), float(strength))
     cell = df[sel]
@@ -118,6 +129,10 @@ def _points(cell: pd.DataFrame, metric: str) -> pd.Series:
     return 100.0 * cell[metric].astype(float)
 
 
+#: one cell of a study: (β, defense, attack, strength or None)
+Cell = tuple[str, str, str, float | None]
+
+
 @dataclass(frozen=True)
 class _Pair:
     """The two samples of one comparison and the runs whose collapse each side counts."""
@@ -130,6 +145,30 @@ class _Pair:
     b: list[float]
     collapse_a: Rate
     collapse_b: Rate
+    #: the cells (β, defense, attack, strength) either side reads, and whether a cell of
+    #: side a / side b splits (:func:`split_cells`), which raises the seeds that side needs
+    cells: tuple[Cell, ...] = ()
+    split_a: bool = False
+    split_b: bool = False
+
+
+def _key(beta: str, defense: str, attack: str, strength: float | None) -> Cell:
+    return (str(beta), defense, attack, None if strength is None else float(strength))
+
+
+def _splits(cell: pd.DataFrame, settings: Settings) -> dict[str, Any] | None:
+    """The split rule on one cell's runs (indexed by seed): among its first ``min_seeds``
+    seeds, some collapsed and some did not, or their accuracy spans more than
+    ``split_range`` points. None where the cell does not split or lacks one of those seeds
+    (the rule never reads later seeds, so adding seeds cannot call for more)."""
+    first = cell[cell.index < settings.min_seeds]
+    if first.index.nunique() < settings.min_seeds:
+        return None
+    acc = _points(first, settings.metric)
+    span = float(acc.max() - acc.min())
+    gone = int(_collapsed(first, settings).sum())
+    mixed = 0 < gone < len(first)
+    return {"span": span, "mixed": mixed} if mixed or span > settings.split_range else None
 
 
 def _rate(cells: Iterable[pd.DataFrame], settings: Settings) -> Rate:
@@ -144,10 +183,14 @@ def _heterogeneity(df: pd.DataFrame, claim: dict, s: Settings) -> list[_Pair]:
     out = []
     for defense in claim["defenses"]:
         for con in claim["contrasts"]:
-            drops, attacked = {}, {}
+            drops, attacked, used, split = {}, {}, [], {}
             for beta in (str(claim["beta"]), str(claim["reference_beta"])):
-                base = _points(_runs(df, beta, defense, "none", None), s.metric)
+                base_cell = _runs(df, beta, defense, "none", None)
+                base = _points(base_cell, s.metric)
                 cells = [_runs(df, beta, defense, con["attack"], x) for x in con["strengths"]]
+                used += [_key(beta, defense, "none", None)]
+                used += [_key(beta, defense, con["attack"], x) for x in con["strengths"]]
+                split[beta] = any(_splits(c, s) is not None for c in [base_cell, *cells])
                 acc = pd.concat([_points(c, s.metric) for c in cells], axis=1)
                 # a seed counts where it has the baseline and every strength of the contrast
                 acc = acc.dropna()
@@ -170,6 +213,9 @@ def _heterogeneity(df: pd.DataFrame, claim: dict, s: Settings) -> list[_Pair]:
                     drops[b0],
                     attacked[b1],
                     attacked[b0],
+                    tuple(used),
+                    split[b1],
+                    split[b0],
                 )
             )
     return out
@@ -186,6 +232,7 @@ def _two_cells(
             for defense in claim["defenses"]:
                 ca = _runs(df, beta, defense, *a_of(con))
                 cb = _runs(df, beta, defense, *b_of(con))
+                used = (_key(beta, defense, *a_of(con)), _key(beta, defense, *b_of(con)))
                 out.append(
                     _Pair(
                         family,
@@ -196,6 +243,9 @@ def _two_cells(
                         _points(cb, s.metric).tolist(),
                         _rate([ca], s),
                         _rate([cb], s),
+                        used,
+                        _splits(ca, s) is not None,
+                        _splits(cb, s) is not None,
                     )
                 )
     return out
@@ -272,10 +322,12 @@ COLUMNS = [
     "p_equivalent_adj",
     "outcome",
     "provisional",
+    "split",
     "detectable",
     "collapse_a",
     "collapse_b",
     "collapse_p",
+    "collapse_p_adj",
 ]
 
 
@@ -301,12 +353,25 @@ def evaluate(
         for family in dict.fromkeys(p.family for p in pairs):
             mine = [p for p in pairs if p.family == family]
             raw = [welch(p.a, p.b, threshold=threshold, bound=bound) for p in mine]
-            for p, c in zip(mine, decide(raw, settings.alpha, settings.power), strict=True):
-                rows.append(_row(cid, p, c, settings.min_seeds))
+            family_rows = [
+                _row(cid, p, c, settings)
+                for p, c in zip(mine, decide(raw, settings.alpha, settings.power), strict=True)
+            ]
+            # the collapse comparisons are a family of their own, Holm-adjusted like the rest
+            fisher = [r["collapse_p"] for r in family_rows]
+            for r, adj in zip(family_rows, holm(fisher, settings.alpha), strict=True):
+                r["collapse_p_adj"] = math.nan if math.isnan(r["collapse_p"]) else float(adj)
+            rows += family_rows
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _row(cid: str, p: _Pair, c: Comparison, min_seeds: int) -> dict[str, Any]:
+def seeds_required(split: bool, settings: Settings) -> int:
+    """The seeds the rule asks of one side of a comparison: ``min_seeds``, or
+    ``split_seeds_to`` where a cell that side reads splits (docs/claims.md, "Seeds")."""
+    return settings.split_seeds_to if split else settings.min_seeds
+
+
+def _row(cid: str, p: _Pair, c: Comparison, settings: Settings) -> dict[str, Any]:
     d = asdict(c)
     return {
         "claim": cid,
@@ -318,7 +383,9 @@ def _row(cid: str, p: _Pair, c: Comparison, min_seeds: int) -> dict[str, Any]:
         **{k: d[k] for k in ("estimate", "ci_low", "ci_high", "threshold")},
         **{k: d[k] for k in ("p_for_adj", "p_against_adj", "p_equivalent_adj", "outcome")},
         # fewer seeds than the rule asks for: shown, not yet the pre-specified test
-        "provisional": min(c.n_a, c.n_b) < min_seeds,
+        "provisional": c.n_a < seeds_required(p.split_a, settings)
+        or c.n_b < seeds_required(p.split_b, settings),
+        "split": " v ".join("split" if x else "–" for x in (p.split_a, p.split_b)),
         "detectable": c.detectable,
         "collapse_a": str(p.collapse_a),
         "collapse_b": str(p.collapse_b),
@@ -326,24 +393,58 @@ def _row(cid: str, p: _Pair, c: Comparison, min_seeds: int) -> dict[str, Any]:
     }
 
 
-def split_cells(df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """The cells whose seeds split (docs/claims.md): among the first ``min_seeds`` seeds,
-    some collapsed and some did not, or their accuracy spans more than ``split_range``
-    points. Only cells with all of those seeds are judged; the rule never reads later
-    seeds, so adding seeds cannot call for more."""
+def used_cells(
+    df: pd.DataFrame, claims: dict[str, dict[str, Any]], study: str, settings: Settings
+) -> set[Cell]:
+    """The cells of ``study`` that the estimands of ``claims`` read."""
+    out: set[Cell] = set()
+    for claim in claims.values():
+        if claim["study"] == study:
+            pairs = ESTIMANDS[claim["estimand"]](df, claim, settings)
+            out.update(cell for p in pairs for cell in p.cells)
+    return out
+
+
+def split_cells(
+    df: pd.DataFrame, settings: Settings, cells: set[Cell] | None = None
+) -> pd.DataFrame:
+    """The cells whose seeds split (:func:`_splits`, docs/claims.md), among ``cells`` (every
+    cell of ``df`` when None; :func:`used_cells` gives those an estimand reads)."""
     keys = ["beta", "defense", "attack", "strength"]
-    first = df[df["seed"] < settings.min_seeds].copy()
-    first["_collapsed"] = _collapsed(first, settings)
-    first["_acc"] = 100.0 * first[settings.metric].astype(float)
     rows = []
-    for key, cell in first.groupby(keys, dropna=False):
-        if cell["seed"].nunique() < settings.min_seeds:
+    for key, cell in df[_paper_model(df)].groupby(keys, dropna=False):
+        beta, defense, attack, strength = key
+        strength = None if pd.isna(strength) else float(strength)
+        if cells is not None and _key(beta, defense, attack, strength) not in cells:
             continue
-        span = float(cell["_acc"].max() - cell["_acc"].min())
-        mixed = 0 < int(cell["_collapsed"].sum()) < len(cell)
-        if mixed or span > settings.split_range:
-            rows.append({**dict(zip(keys, key, strict=True)), "span": span, "mixed": mixed})
+        if cell["seed"].duplicated().any():
+            raise ClaimsError(f"{key}: a seed appears twice in the records")
+        got = _splits(cell.set_index("seed"), settings)
+        if got is not None:
+            rows.append({**dict(zip(keys, key, strict=True)), **got})
     return pd.DataFrame(rows, columns=[*keys, "span", "mixed"])
+
+
+def record_keys(df: pd.DataFrame) -> pd.Series:
+    """Each record's (β, defense, attack, strength, seed): what names a run of a study in
+    the paper's threat model, as text (an unset strength is empty)."""
+    strength = df["strength"].map(lambda x: "" if pd.isna(x) else f"{float(x):g}")
+    return (
+        df["beta"].astype(str)
+        + "|" + df["defense"] + "|" + df["attack"] + "|" + strength
+        + "|" + df["seed"].astype(int).astype(str)
+    )  # fmt: skip
+
+
+def records_read(df: pd.DataFrame, cells: Iterable[Cell]) -> int:
+    """How many of ``df``'s records the ``cells`` (:func:`used_cells`) hold."""
+    return sum(len(_runs(df, *cell)) for cell in cells)
+
+
+def without_seen(df: pd.DataFrame, seen: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without the records ``seen`` names (:func:`record_keys`): the records trained
+    after a rule was written, where ``seen`` lists those published before it."""
+    return df[~record_keys(df).isin(set(record_keys(seen)))]
 
 
 def fmt(x: float, digits: int = 1) -> str:
@@ -354,8 +455,11 @@ def fmt(x: float, digits: int = 1) -> str:
 def aggregate_shift(df: pd.DataFrame, claim: dict[str, Any]) -> pd.DataFrame:
     """How far the defense's output sits from the honest clients' mean, per β, defense and
     single-strength contrast: the mean over seeds of the records' ``diag_rel_err``
-    (‖aggregate − honest mean‖ / ‖honest mean‖ averaged over training). A description of
-    what "undetected" can mean for C1, not a test."""
+    (‖aggregate − honest mean‖ / ‖honest mean‖ averaged over training), and per β the
+    attack's excess over no attack (``excess``, with its 95 % Welch interval
+    ``excess_low``/``excess_high``): heterogeneity moves the output without an attack too,
+    so the excess is what the attack adds. A description of what "undetected" can mean for
+    C1, not a test."""
     rows = []
     betas = [str(claim["beta"]), str(claim["reference_beta"])]
     for defense in claim["defenses"]:
@@ -363,6 +467,7 @@ def aggregate_shift(df: pd.DataFrame, claim: dict[str, Any]) -> pd.DataFrame:
             if len(con["strengths"]) != 1:
                 continue
             row: dict[str, Any] = {"defense": defense, "contrast": con["label"]}
+            values: dict[str, list[float]] = {}
             for beta in betas:
                 for name, attack, strength in (
                     ("none", "none", None),
@@ -370,6 +475,11 @@ def aggregate_shift(df: pd.DataFrame, claim: dict[str, Any]) -> pd.DataFrame:
                 ):
                     cell = _runs(df, beta, defense, attack, strength)
                     row[f"{name} {beta}"] = float(cell["diag_rel_err"].mean())
+                    values[name] = cell["diag_rel_err"].astype(float).tolist()
+                excess = welch(values["attack"], values["none"], bound=None)
+                row[f"excess {beta}"] = excess.estimate
+                row[f"excess_low {beta}"] = excess.ci_low
+                row[f"excess_high {beta}"] = excess.ci_high
             rows.append(row)
     return pd.DataFrame(rows)
 

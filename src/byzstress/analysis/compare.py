@@ -36,7 +36,9 @@ from statsmodels.stats.power import TTestIndPower
 from statsmodels.stats.weightstats import ttost_ind
 
 __all__ = [
+    "ALPHA",
     "CONTRADICTED",
+    "EQUIVALENCE_BOUND",
     "INCONCLUSIVE",
     "NO_EFFECT",
     "OUTCOMES",
@@ -56,6 +58,10 @@ NO_EFFECT = "no effect"
 INCONCLUSIVE = "inconclusive"
 #: in the order the rule tries them
 OUTCOMES = (SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE)
+#: the rule's family-wise error rate and "no effect" bound (points) in every study; the
+#: claims state theirs in claims.yaml, and tests/test_claims.py checks they are these
+ALPHA = 0.05
+EQUIVALENCE_BOUND = 3.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ def welch(
     a: Sequence[float],
     b: Sequence[float],
     threshold: float = 0.0,
-    bound: float | None = 3.0,
+    bound: float | None = EQUIVALENCE_BOUND,
     confidence: float = 0.95,
 ) -> Comparison:
     """The effect ``mean(a) − mean(b)``, its Welch t-interval at ``confidence`` and the raw
@@ -134,7 +140,7 @@ def welch(
     )
 
 
-def holm(p: Sequence[float], alpha: float = 0.05) -> np.ndarray:
+def holm(p: Sequence[float], alpha: float = ALPHA) -> np.ndarray:
     """Holm-adjusted p-values; an untestable comparison (nan) counts in the family as p = 1,
     so that it cannot make the others easier to pass."""
     arr = np.asarray([1.0 if math.isnan(x) else x for x in p], dtype=float)
@@ -163,7 +169,7 @@ def _detectable(c: Comparison, alpha: float, power: float) -> float:
 
 
 def decide(
-    family: Sequence[Comparison], alpha: float = 0.05, power: float = 0.8
+    family: Sequence[Comparison], alpha: float = ALPHA, power: float = 0.8
 ) -> list[Comparison]:
     """The outcomes of one claim's comparisons: each family of p-values Holm-adjusted across
     ``family`` at family-wise level ``alpha``, then the rule of the module's docstring."""

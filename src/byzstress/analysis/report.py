@@ -9,17 +9,23 @@ import pandas as pd
 import yaml
 
 from .claims import (
+    Settings,
     aggregate_shift,
     evaluate,
+    fmt,
     load,
     paired_companions,
     read_runs,
+    records_read,
     split_cells,
     split_slices,
+    used_cells,
+    without_seen,
 )
+from .compare import SUPPORTED
 from .forest import forest_plot
 from .outputs import write_text
-from .scorecard import results_markdown
+from .scorecard import outcome_counts, results_markdown, seed_range
 
 __all__ = ["claims_cmd", "read_results"]
 
@@ -50,17 +56,74 @@ def _shift_lines(df: pd.DataFrame, claim: dict) -> list[str]:
         "How far each defense's output sits from the honest clients' mean (the records' "
         "`diag_rel_err`, ‖aggregate − honest mean‖ / ‖honest mean‖ over training, mean "
         'over seeds): a description of what "undetected" can mean here, not a test. '
-        f"Where the attacked shift grows from {_beta_text(b0)} to {_beta_text(b1)} while the "
-        "defense still lets it through, the larger perturbation went undetected.",
+        "Heterogeneity moves the output without an attack too, so the last two columns "
+        "give what the attack adds: its excess over no attack at each β (95 % Welch "
+        f"interval). Where that excess grows from {_beta_text(b0)} to {_beta_text(b1)} "
+        "while the defense still lets the attack through, the larger perturbation went "
+        "undetected.",
         "",
         f"| defense | contrast | no attack, {_beta_text(b0)} | attack, {_beta_text(b0)} | "
-        f"no attack, {_beta_text(b1)} | attack, {_beta_text(b1)} |",
-        "|---|---|---|---|---|---|",
+        f"no attack, {_beta_text(b1)} | attack, {_beta_text(b1)} | excess, "
+        f"{_beta_text(b0)} | excess, {_beta_text(b1)} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+
+    def excess(r: dict, beta: str) -> str:
+        lo, hi = r[f"excess_low {beta}"], r[f"excess_high {beta}"]
+        return f"{r[f'excess {beta}']:+.2f} [{fmt(lo, 2)}, {fmt(hi, 2)}]"
+
     for r in shift.to_dict("records"):
         vals = [r[f"none {b0}"], r[f"attack {b0}"], r[f"none {b1}"], r[f"attack {b1}"]]
         lines.append(
-            f"| {r['defense']} | {r['contrast']} | " + " | ".join(f"{v:.2f}" for v in vals) + " |"
+            f"| {r['defense']} | {r['contrast']} | "
+            + " | ".join(f"{v:.2f}" for v in vals)
+            + f" | {excess(r, b0)} | {excess(r, b1)} |"
+        )
+    return [*lines, ""]
+
+
+def _unseen_lines(
+    cid: str, claim: dict, df: pd.DataFrame, seen: pd.DataFrame, settings: Settings
+) -> list[str]:
+    """The claim decided again on the records trained after its rule was written only:
+    a check that the records seen before the rule do not decide it."""
+    fresh = without_seen(df, seen)
+    cells = used_cells(df, {cid: claim}, claim["study"], settings)
+
+    def reads(frame: pd.DataFrame) -> int:
+        return records_read(frame, cells)
+
+    both = evaluate({cid: claim}, {claim["study"]: df}, settings)
+    after = evaluate({cid: claim}, {claim["study"]: fresh}, settings)
+    both, after = (x[x["family"] == "primary"] for x in (both, after))
+    name = ["defense", "contrast"]
+
+    def supported(x: pd.DataFrame) -> set[tuple[str, str]]:
+        return set(map(tuple, x.loc[x["outcome"] == SUPPORTED, name].to_numpy()))
+
+    same = supported(both) & supported(after)
+
+    def listing(pairs: set[tuple[str, str]]) -> str:
+        order = [tuple(r) for r in both[name].to_numpy()]
+        return "; ".join(f"{d} {c}" for d, c in sorted(pairs, key=order.index)) or "none"
+
+    lines = [
+        f"**Records trained after the rule only.** The rule was written after "
+        f"{reads(df) - reads(fresh)} of the {reads(df)} records {cid} reads had been published "
+        f"(`{claim['seen_before']}` lists them). Decided on the other {reads(fresh)} alone, "
+        "by the same rule (a check with fewer seeds, not the pre-specified test): "
+        f"{outcome_counts(after)} of {len(after)}; {seed_range(after)} "
+        f"seeds per side. Supported on both: {listing(same)}. Supported on all records "
+        f"only: {listing(supported(both) - same)}. On the later records only: "
+        f"{listing(supported(after) - same)}.",
+        "",
+        "| defense | contrast | seeds | estimate [95 % CI] | outcome |",
+        "|---|---|---|---|---|",
+    ]
+    for r in after.itertuples():
+        lines.append(
+            f"| {r.defense} | {r.contrast} | {r.seeds} | {fmt(r.estimate)} "
+            f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}] | {r.outcome} |"
         )
     return [*lines, ""]
 
@@ -87,18 +150,24 @@ def claims_cmd(
 
         if slices_for not in frames:
             raise ValueError(f"--slices: no records of study {slices_for!r} (docs/STUDY/runs.csv)")
-        split = paired_companions(split_cells(frames[slices_for], settings), claims, slices_for)
+        df = frames[slices_for]
+        used = used_cells(df, claims, slices_for, settings)
+        split = paired_companions(split_cells(df, settings, used), claims, slices_for)
         wanted = split_slices(split, settings)
         study = config["definitions"][slices_for]
         todo = new_slices(slices_for, study, config, wanted)
         print(yaml.safe_dump({"slices": todo}, sort_keys=False, allow_unicode=True), end="")
         return
     results = evaluate(claims, frames, settings)
-    extra = {
-        cid: _shift_lines(frames[c["study"]], c)
-        for cid, c in claims.items()
-        if c["estimand"] == "heterogeneity_effect" and c["study"] in frames
-    }
+    extra: dict[str, list[str]] = {cid: [] for cid in claims}
+    for cid, c in claims.items():
+        if c["study"] not in frames:
+            continue
+        if c.get("seen_before"):
+            seen = read_runs(Path(claims_path).parent / c["seen_before"])
+            extra[cid] += _unseen_lines(cid, c, frames[c["study"]], seen, settings)
+        if c["estimand"] == "heterogeneity_effect":
+            extra[cid] += _shift_lines(frames[c["study"]], c)
     _write(out_prefix.with_suffix(".csv"), results.to_csv(index=False, float_format=FLOAT_FORMAT))
     # the page and the picture show what the table holds, rounded once (the README's
     # blocks read the same table)
@@ -110,7 +179,7 @@ def claims_cmd(
     forest_plot(results, out_prefix.with_suffix(".png"))
     print(f"wrote {out_prefix}.csv, .md and .png ({len(results)} comparisons)")
     for study, df in frames.items():
-        split = split_cells(df, settings)
+        split = split_cells(df, settings, used_cells(df, claims, study, settings))
         if len(split):
             print(
                 f"{study}: cells whose first {settings.min_seeds} seeds split "

@@ -582,7 +582,7 @@ def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> No
     cal = calibration(df, fraction, metric)
     write_csv(Path(f"{prefix}.csv"), cal)
     lines = [
-        "| Dataset | β | Defense | Attack | no attack | most damaging (acc) | "
+        "| Dataset | β | Defense | Attack | no attack | lowest mean at (acc) | "
         f"breaking (< {fraction:g}× clean) | IID default (acc) | auto (acc) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -596,5 +596,14 @@ def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> No
             f"{r['iid_default_strength']:g} ({r['acc_at_iid_default']:.2f}) | "
             f"{r['acc_at_auto']:.2f} |"
         )
-    lines += ["", _metric_note(metric)]
+    lines += [
+        "",
+        _metric_note(metric),
+        "",
+        "Accuracies are means over seeds. *Lowest mean at*: the strength whose mean accuracy "
+        "is lowest; *breaking*: the smallest strength whose mean falls below the fraction of "
+        "the no-attack mean. Both describe the means (no interval; strengths whose means "
+        "differ by less than the seeds' noise are not told apart): they are not tests, and "
+        "no claim is decided from them (docs/claims.md).",
+    ]
     write_text(Path(f"{prefix}.md"), "\n".join(lines) + "\n")

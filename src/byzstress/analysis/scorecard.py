@@ -12,7 +12,13 @@ import pandas as pd
 from .claims import Settings, fmt
 from .compare import OUTCOMES
 
-__all__ = ["outcome_counts", "results_markdown", "scorecard_markdown", "setting_text"]
+__all__ = [
+    "outcome_counts",
+    "results_markdown",
+    "scorecard_markdown",
+    "seed_range",
+    "setting_text",
+]
 
 _DATASETS = {"fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 
@@ -42,13 +48,22 @@ def outcome_counts(rows: pd.DataFrame) -> str:
     return ", ".join(f"{c[o]} {o}" for o in OUTCOMES if c[o])
 
 
-def _seeds(rows: pd.DataFrame, settings: Settings) -> str:
+def seed_range(rows: pd.DataFrame) -> str:
+    """The fewest to the most seeds per side in ``rows`` (``5`` or ``5–10``)."""
     ns = [int(x) for s in rows["seeds"] for x in s.split(" v ")]
     lo, hi = min(ns), max(ns)
-    seeds = f"{lo}" if lo == hi else f"{lo}–{hi}"
-    provisional = lo < settings.min_seeds
-    return f"{seeds} seeds per side" + (
-        f" (provisional: fewer than {settings.min_seeds})" if provisional else ""
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
+def _seeds(rows: pd.DataFrame, settings: Settings) -> str:
+    """The seeds per side, and how many comparisons have fewer than the rule asks."""
+    seeds = seed_range(rows)
+    k = int(rows["provisional"].astype(bool).sum())
+    if not k:
+        return f"{seeds} seeds per side"
+    return (
+        f"{seeds} seeds per side ({k} of {len(rows)} provisional: fewer than "
+        f"{settings.min_seeds} seeds, or {settings.split_seeds_to} where a cell's seeds split)"
     )
 
 
@@ -88,7 +103,8 @@ def scorecard_markdown(
 def _table(rows: pd.DataFrame, a_side: str, b_side: str) -> list[str]:
     out = [
         "| β | defense | contrast | seeds | estimate [95 % CI] | p (Holm) for / against / "
-        f"≈ 0 | outcome | detectable | collapsed: {a_side} | collapsed: {b_side} | Fisher p |",
+        f"≈ 0 | outcome | detectable | collapsed: {a_side} | collapsed: {b_side} | Fisher p "
+        "(Holm) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows.itertuples():
@@ -97,7 +113,7 @@ def _table(rows: pd.DataFrame, a_side: str, b_side: str) -> list[str]:
             f"| {r.beta} | {r.defense} | {r.contrast} | {r.seeds} | {fmt(r.estimate)} "
             f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}] | {p} | **{r.outcome}**"
             f"{' (provisional)' if r.provisional else ''} | "
-            f"{fmt(r.detectable)} | {r.collapse_a} | {r.collapse_b} | {fmt(r.collapse_p, 3)} |"
+            f"{fmt(r.detectable)} | {r.collapse_a} | {r.collapse_b} | {fmt(r.collapse_p_adj, 3)} |"
         )
     return out
 
@@ -141,7 +157,7 @@ def results_markdown(
         f"comparisons at α = {settings.alpha:g}. *Detectable*: the smallest effect a "
         f"one-sided test at α/m detects with {100 * settings.power:g} % power. *Collapsed*: "
         f"diverged or final accuracy ≤ {100 * settings.collapse_final_acc:g} % (exact 95 % "
-        "interval of the rate; Fisher's exact test between the two sides). The 95 % "
+        "interval of the rate; Fisher's exact test between the two sides, Holm-adjusted). The 95 % "
         "intervals are not adjusted; outcomes use the Holm-adjusted p-values, so an interval "
         "can exclude the threshold while its comparison stays inconclusive.",
         "",

@@ -25,10 +25,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from .compare import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, holm, welch
+from .compare import (
+    ALPHA,
+    CONTRADICTED,
+    EQUIVALENCE_BOUND,
+    INCONCLUSIVE,
+    NO_EFFECT,
+    SUPPORTED,
+    holm,
+    welch,
+)
 from .outputs import write_csv, write_text
 from .reporting import DEFAULTS, METRIC_TEXT, read_tidy
-from .verdicts import ALPHA, CLAIMS, RULE_TEXT, claims, verdict_text
+from .verdicts import CLAIMS, RULE_TEXT, claims, verdict_text
 
 __all__ = [
     "accuracy_table",
@@ -280,8 +289,8 @@ def markdown(claims_t: pd.DataFrame, acc: pd.DataFrame, het: pd.DataFrame, metri
         f"In brackets: the difference from the {splits[0]} split [its 95 % Welch interval, "
         "where both sides have two or more seeds]. Last column, per split: higher or lower "
         "where the Holm-adjusted two-sided Welch p is below "
-        f"{ALPHA:g}, no effect where the Holm-adjusted equivalence test of |difference| < 3 "
-        "points is, else inconclusive (always, with one seed per cell).",
+        f"{ALPHA:g}, no effect where the Holm-adjusted equivalence test of |difference| < "
+        f"{EQUIVALENCE_BOUND:g} points is, else inconclusive (always, with one seed per cell).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -48,7 +48,7 @@ from typing import Any
 import pandas as pd
 
 from ..threats.attacks import IPM
-from .compare import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Comparison, holm, welch
+from .compare import ALPHA, CONTRADICTED, INCONCLUSIVE, SUPPORTED, Comparison, holm, welch
 from .labels import NO_ATTACK, attack_label, is_baseline
 from .outputs import save_figure, write_csv, write_text
 from .reporting import METRIC_TEXT, SEED_BAND, read_tidy, summarise
@@ -82,8 +82,6 @@ CLAIMS = {
 ALIE8, IPM25 = attack_label("alie", 8), attack_label("ipm", 2.5)
 #: the attacks C3 says ALIE outperforms
 RIVALS = (attack_label("minmax", None), attack_label("minsum", None))
-#: the family-wise error rate of each claim (claims.yaml's alpha)
-ALPHA = 0.05
 #: a tested column's verdicts, in the order the rule tries them
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 RULE_TEXT = (

@@ -853,6 +853,38 @@ def scorecard_block(root: Path) -> str:
     return scorecard_markdown(results, claims, settings, _config(root))
 
 
+def after_rule_block(root: Path) -> str:
+    """Per claim whose rule was written after some of its records had been published
+    (``seen_before`` in ``claims.yaml``): its outcome on the later records alone, and
+    whether the same comparisons are supported (:func:`byzstress.analysis.report.after_rule`)."""
+    from byzstress.analysis.claims import load, read_runs
+    from byzstress.analysis.report import after_rule
+    from byzstress.analysis.scorecard import outcome_counts, seed_range
+
+    settings, claims = load(root / "claims.yaml")
+    lines = []
+    for cid, claim in claims.items():
+        runs = root / "docs" / claim["study"] / "runs.csv"
+        if not claim.get("seen_before") or not runs.exists():
+            continue
+        seen = read_runs(root / claim["seen_before"])
+        r = after_rule(cid, claim, read_runs(runs), seen, settings)
+        if not r.all_only and not r.after_only:
+            agree = "the comparisons it supports are the same as on all records"
+        else:
+            agree = (
+                f"supported on all records but not on these: {len(r.all_only)}; on these "
+                f"but not on all records: {len(r.after_only)}"
+            )
+        lines.append(
+            f"- **{cid} on the records trained after its rule alone** ({r.total - r.seen} of "
+            f"the {r.total} it reads; {seed_range(r.after)} seeds per side, a check, not the "
+            f"pre-specified test): {outcome_counts(r.after)} of {len(r.after)}; {agree} "
+            f"([details](docs/claims-results.md#{cid.lower()}))."
+        )
+    return "\n".join(lines) or "No claim's rule was written after its records were seen."
+
+
 def records_block(root: Path) -> str:
     """Per study that decides a claim: its published records against the runs it defines,
     and the CPUs they were computed on (from the records themselves)."""
@@ -970,6 +1002,7 @@ def table1cpu_table_block(root: Path) -> str:
 
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "scorecard": scorecard_block,
+    "claims-after-rule": after_rule_block,
     "table1cpu-table": table1cpu_table_block,
     "methods": methods_block,
     "records": records_block,

@@ -3,6 +3,7 @@ comparisons (``PREFIX.csv``, ``PREFIX.md``) and print the cells whose seeds spli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ from .forest import forest_plot
 from .outputs import write_text
 from .scorecard import outcome_counts, results_markdown, seed_range
 
-__all__ = ["claims_cmd", "read_results"]
+__all__ = ["AfterRule", "after_rule", "claims_cmd", "read_results"]
 
 #: how the results table's floats are written (the README and tests read them back)
 FLOAT_FORMAT = "%.6g"
@@ -82,48 +83,72 @@ def _shift_lines(df: pd.DataFrame, claim: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _unseen_lines(
+@dataclass(frozen=True)
+class AfterRule:
+    """A claim decided again on the records trained after its rule was written."""
+
+    seen: int  # records the claim reads that were published before the rule
+    total: int  # records the claim reads
+    after: pd.DataFrame  # the primary family's comparisons on the later records alone
+    same: list[str]  # comparisons supported on all records and on the later ones
+    all_only: list[str]  # supported on all records only
+    after_only: list[str]  # supported on the later records only
+
+
+def after_rule(
     cid: str, claim: dict, df: pd.DataFrame, seen: pd.DataFrame, settings: Settings
-) -> list[str]:
-    """The claim decided again on the records trained after its rule was written only:
-    a check that the records seen before the rule do not decide it."""
+) -> AfterRule:
+    """``claim`` decided on ``df`` and on ``df`` without the records ``seen`` lists (those
+    published before the rule): a check that the records seen first do not decide it."""
     fresh = without_seen(df, seen)
     cells = used_cells(df, {cid: claim}, claim["study"], settings)
-
-    def reads(frame: pd.DataFrame) -> int:
-        return records_read(frame, cells)
-
     both = evaluate({cid: claim}, {claim["study"]: df}, settings)
     after = evaluate({cid: claim}, {claim["study"]: fresh}, settings)
     both, after = (x[x["family"] == "primary"] for x in (both, after))
-    name = ["defense", "contrast"]
+    names = [f"{d} {c}" for d, c in both[["defense", "contrast"]].to_numpy()]
 
-    def supported(x: pd.DataFrame) -> set[tuple[str, str]]:
-        return set(map(tuple, x.loc[x["outcome"] == SUPPORTED, name].to_numpy()))
+    def supported(x: pd.DataFrame) -> set[str]:
+        return {
+            f"{d} {c}"
+            for d, c in x.loc[x["outcome"] == SUPPORTED, ["defense", "contrast"]].to_numpy()
+        }
 
-    same = supported(both) & supported(after)
+    a, b = supported(both), supported(after)
+    return AfterRule(
+        records_read(df, cells) - records_read(fresh, cells),
+        records_read(df, cells),
+        after,
+        [n for n in names if n in a & b],
+        [n for n in names if n in a - b],
+        [n for n in names if n in b - a],
+    )
 
-    def listing(pairs: set[tuple[str, str]]) -> str:
-        order = [tuple(r) for r in both[name].to_numpy()]
-        return "; ".join(f"{d} {c}" for d, c in sorted(pairs, key=order.index)) or "none"
+
+def _unseen_lines(
+    cid: str, claim: dict, df: pd.DataFrame, seen: pd.DataFrame, settings: Settings
+) -> list[str]:
+    """:func:`after_rule` as a paragraph and a table of the claim's page."""
+    r = after_rule(cid, claim, df, seen, settings)
+
+    def listing(names: list[str]) -> str:
+        return "; ".join(names) or "none"
 
     lines = [
-        f"**Records trained after the rule only.** The rule was written after "
-        f"{reads(df) - reads(fresh)} of the {reads(df)} records {cid} reads had been published "
-        f"(`{claim['seen_before']}` lists them). Decided on the other {reads(fresh)} alone, "
-        "by the same rule (a check with fewer seeds, not the pre-specified test): "
-        f"{outcome_counts(after)} of {len(after)}; {seed_range(after)} "
-        f"seeds per side. Supported on both: {listing(same)}. Supported on all records "
-        f"only: {listing(supported(both) - same)}. On the later records only: "
-        f"{listing(supported(after) - same)}.",
+        f"**Records trained after the rule only.** The rule was written after {r.seen} of "
+        f"the {r.total} records {cid} reads had been published (`{claim['seen_before']}` "
+        f"lists them). Decided on the other {r.total - r.seen} alone, by the same rule (a "
+        f"check with fewer seeds, not the pre-specified test): {outcome_counts(r.after)} of "
+        f"{len(r.after)}; {seed_range(r.after)} seeds per side. Supported on both: "
+        f"{listing(r.same)}. Supported on all records only: {listing(r.all_only)}. On the "
+        f"later records only: {listing(r.after_only)}.",
         "",
         "| defense | contrast | seeds | estimate [95 % CI] | outcome |",
         "|---|---|---|---|---|",
     ]
-    for r in after.itertuples():
+    for x in r.after.itertuples():
         lines.append(
-            f"| {r.defense} | {r.contrast} | {r.seeds} | {fmt(r.estimate)} "
-            f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}] | {r.outcome} |"
+            f"| {x.defense} | {x.contrast} | {x.seeds} | {fmt(x.estimate)} "
+            f"[{fmt(x.ci_low)}, {fmt(x.ci_high)}] | {x.outcome} |"
         )
     return [*lines, ""]
 

@@ -869,6 +869,12 @@ def after_rule_block(root: Path) -> str:
             continue
         seen = read_runs(root / claim["seen_before"])
         r = after_rule(cid, claim, read_runs(runs), seen, settings)
+        if r.after.empty:
+            lines.append(
+                f"- **{cid}**: its rule was written after {r.seen} of the {r.total} records "
+                "it reads had been published; none of the others has been trained yet."
+            )
+            continue
         if not r.all_only and not r.after_only:
             agree = "the comparisons it supports are the same as on all records"
         else:

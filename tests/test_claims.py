@@ -346,8 +346,13 @@ def test_a_side_whose_cells_split_is_provisional_until_it_has_the_extra_seeds(lo
         "– v split"
     )
     assert provisional.sum() == 1  # no other cell splits
-    provisional, _ = flags(df)
+    # seeds 5-9 for the split cell only: its side has ten, the no-attack side needs five
+    extra = df[cell & (df["seed"] >= settings.min_seeds)]
+    provisional, _ = flags(pd.concat([five, extra]))
     assert not provisional.any()
+    out = C.evaluate({"C2": claims["C2"]}, {"table1cpu": pd.concat([five, extra])}, settings)
+    row = out[(out["beta"] == "0.3") & (out["defense"] == "CM") & (out["contrast"] == "ALIE z = 8")]
+    assert row["seeds"].item() == "5 v 10"
     # only cells an estimand reads are judged: SF splits too, but no claim reads it
     sf = (df["defense"] == "CM") & (df["attack"] == "sf")
     df.loc[sf & df["seed"].isin([0, 1]), "final_acc"] = 0.1
@@ -380,6 +385,13 @@ def test_c1_is_decided_again_on_the_records_trained_after_the_rule(tmp_path):
     page = prefix.with_suffix(".md").read_text()
     # 4 defenses x 2 betas x (no attack + 7 strengths) x 5 seeds; seeds 0-2 seen
     assert "after 192 of the 320 records C1 reads" in page
+    # with nothing trained after the rule, the page says so (no empty table)
+    seen_all = df[["beta", "defense", "attack", "strength", "seed"]]
+    seen_all.to_csv(tmp_path / "seen.csv", index=False)
+    main(["claims", "--claims", str(tmp_path / "claims.yaml"), "--config",
+          str(ROOT / "config.yaml"), "--runs", f"figure1cpu={tmp_path / 'f1.csv'}",
+          "--out-prefix", str(tmp_path / "all-seen")])  # fmt: skip
+    assert "None of the others has been trained yet." in (tmp_path / "all-seen.md").read_text()
     assert "Decided on the other 128 alone" in page
     # only RFA(buck) has an effect (20 points): on two seeds per side, what is supported is
     # RFA(buck)'s and at least its four-strength ALIE mean (the least noisy) stays so

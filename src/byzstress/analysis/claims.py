@@ -32,13 +32,19 @@ import yaml
 from .compare import Comparison, Rate, collapse_difference, decide, holm, rate, welch
 
 __all__ = [
+    "Cell",
     "Settings",
+    "aggregate_shift",
     "evaluate",
+    "fmt",
     "load",
+    "paired_companions",
     "read_runs",
+    "record_keys",
     "records_read",
     "seeds_required",
     "split_cells",
+    "split_slices",
     "used_cells",
     "without_seen",
 ]
@@ -147,13 +153,19 @@ class _Pair:
     collapse_b: Rate
     #: the cells (β, defense, attack, strength) either side reads, and whether a cell of
     #: side a / side b splits (:func:`split_cells`), which raises the seeds that side needs
-    cells: tuple[Cell, ...] = ()
-    split_a: bool = False
-    split_b: bool = False
+    cells: tuple[Cell, ...]
+    split_a: bool
+    split_b: bool
+
+
+def _strength_text(x: float | None) -> str:
+    """A strength as records and cells are matched on: ``:g`` text, empty when unset."""
+    return "" if x is None or pd.isna(x) else f"{float(x):g}"
 
 
 def _key(beta: str, defense: str, attack: str, strength: float | None) -> Cell:
-    return (str(beta), defense, attack, None if strength is None else float(strength))
+    text = _strength_text(strength)
+    return (str(beta), defense, attack, float(text) if text else None)
 
 
 def _splits(cell: pd.DataFrame, settings: Settings) -> dict[str, Any] | None:
@@ -428,7 +440,7 @@ def split_cells(
 def record_keys(df: pd.DataFrame) -> pd.Series:
     """Each record's (β, defense, attack, strength, seed): what names a run of a study in
     the paper's threat model, as text (an unset strength is empty)."""
-    strength = df["strength"].map(lambda x: "" if pd.isna(x) else f"{float(x):g}")
+    strength = df["strength"].map(_strength_text)
     return (
         df["beta"].astype(str)
         + "|" + df["defense"] + "|" + df["attack"] + "|" + strength
@@ -442,9 +454,10 @@ def records_read(df: pd.DataFrame, cells: Iterable[Cell]) -> int:
 
 
 def without_seen(df: pd.DataFrame, seen: pd.DataFrame) -> pd.DataFrame:
-    """``df`` without the records ``seen`` names (:func:`record_keys`): the records trained
-    after a rule was written, where ``seen`` lists those published before it."""
-    return df[~record_keys(df).isin(set(record_keys(seen)))]
+    """``df`` without the records of the paper's threat model that ``seen`` names
+    (:func:`record_keys`): the records trained after a rule was written, where ``seen``
+    lists those published before it."""
+    return df[~(_paper_model(df) & record_keys(df).isin(set(record_keys(seen))))]
 
 
 def fmt(x: float, digits: int = 1) -> str:

@@ -70,8 +70,8 @@ def _shift_lines(df: pd.DataFrame, claim: dict) -> list[str]:
     ]
 
     def excess(r: dict, beta: str) -> str:
-        lo, hi = r[f"excess_low {beta}"], r[f"excess_high {beta}"]
-        return f"{r[f'excess {beta}']:+.2f} [{fmt(lo, 2)}, {fmt(hi, 2)}]"
+        x, lo, hi = (r[f"{k} {beta}"] for k in ("excess", "excess_low", "excess_high"))
+        return f"{'–' if pd.isna(x) else f'{x:+.2f}'} [{fmt(lo, 2)}, {fmt(hi, 2)}]"
 
     for r in shift.to_dict("records"):
         vals = [r[f"none {b0}"], r[f"attack {b0}"], r[f"none {b1}"], r[f"attack {b1}"]]
@@ -133,10 +133,15 @@ def _unseen_lines(
     def listing(names: list[str]) -> str:
         return "; ".join(names) or "none"
 
-    lines = [
+    head = (
         f"**Records trained after the rule only.** The rule was written after {r.seen} of "
         f"the {r.total} records {cid} reads had been published (`{claim['seen_before']}` "
-        f"lists them). Decided on the other {r.total - r.seen} alone, by the same rule (a "
+        f"lists the records published before the rule, {r.seen} of them ones {cid} reads)."
+    )
+    if r.after.empty:
+        return [f"{head} None of the others has been trained yet.", ""]
+    lines = [
+        f"{head} Decided on the other {r.total - r.seen} alone, by the same rule (a "
         f"check with fewer seeds, not the pre-specified test): {outcome_counts(r.after)} of "
         f"{len(r.after)}; {seed_range(r.after)} seeds per side. Supported on both: "
         f"{listing(r.same)}. Supported on all records only: {listing(r.all_only)}. On the "

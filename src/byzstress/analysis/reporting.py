@@ -531,8 +531,10 @@ def leaderboard_cmd(csv: Path, prefix: Path, metric: str) -> None:
 
 
 def calibration(df: pd.DataFrame, fraction: float = 0.5, metric: str = "max_acc") -> pd.DataFrame:
-    """Per (dataset, β, defense, attack ∈ {ALIE, IPM}): the most damaging strength and the
-    accuracy there, the breaking strength (smallest strength whose accuracy falls below
+    """Per (dataset, β, defense, attack ∈ {ALIE, IPM}), a description of the means over
+    seeds: the strength of lowest mean accuracy and that accuracy (columns
+    ``most_damaging_strength``/``acc_at_most_damaging``, names kept for the published
+    CSVs), the breaking strength (smallest strength whose accuracy falls below
     ``fraction`` × no-attack accuracy), the IID-calibrated default (Baruch's z, ε = 0.1)
     and the accuracy there, and the accuracy under ``auto``."""
     s = summarise(df, metric)
@@ -600,7 +602,7 @@ def calibration_cmd(csv: Path, prefix: Path, fraction: float, metric: str) -> No
         "",
         _metric_note(metric),
         "",
-        "Accuracies are means over seeds. *Lowest mean at*: the strength whose mean accuracy "
+        "*Lowest mean at*: the strength whose mean accuracy "
         "is lowest; *breaking*: the smallest strength whose mean falls below the fraction of "
         "the no-attack mean. Both describe the means (no interval; strengths whose means "
         "differ by less than the seeds' noise are not told apart): they are not tests, and "

@@ -55,7 +55,6 @@ from .reporting import METRIC_TEXT, SEED_BAND, read_tidy, summarise
 
 __all__ = [
     "ALIE8",
-    "ALPHA",
     "CLAIMS",
     "IPM25",
     "RIVALS",

@@ -593,11 +593,6 @@ def _study_records(root: Path, study: str) -> dict[str, RunRecord]:
     return read_records(path) if path.exists() else {}
 
 
-def _figure1cpu_records(root: Path) -> dict[str, RunRecord]:
-    """The figure1cpu study's published records by archive name."""
-    return _study_records(root, "figure1cpu")
-
-
 def figure1cpu_status_block(root: Path) -> str:
     """How much of the figure1cpu study its published archive holds, per β, and on which
     CPUs those records were computed (a record is reproducible bit for bit only on a
@@ -606,7 +601,7 @@ def figure1cpu_status_block(root: Path) -> str:
 
     config = _config(root)
     runs = expand_study("figure1cpu", config["definitions"]["figure1cpu"], config)
-    have = _figure1cpu_records(root)
+    have = _study_records(root, "figure1cpu")
 
     def cpu(record: RunRecord) -> str:
         capability = record.cpu_capability or "?"
@@ -799,7 +794,7 @@ def slices_block(root: Path, study: str, other: str | None = None) -> str:
 def figure1cpu_times_block(root: Path) -> str:
     """A run's wall time (the record's ``wall_time_s``: set-up, training and evaluation) per
     CPU the figure1cpu records were computed on: median and range."""
-    records = _figure1cpu_records(root).values()
+    records = _study_records(root, "figure1cpu").values()
     by_cpu: dict[str, list[float]] = {}
     for rec in records:
         if rec.wall_time_s:
@@ -895,7 +890,6 @@ def records_block(root: Path) -> str:
     """Per study that decides a claim: its published records against the runs it defines,
     and the CPUs they were computed on (from the records themselves)."""
     from byzstress.analysis.claims import load
-    from byzstress.runs.archive import read_records
     from byzstress.runs.study import expand_study
 
     _, claims = load(root / "claims.yaml")
@@ -903,8 +897,7 @@ def records_block(root: Path) -> str:
     lines = ["| study | decides | records published / defined | computed on |", "|---|---|---|---|"]
     for study in dict.fromkeys(c["study"] for c in claims.values()):
         runs = expand_study(study, config["definitions"][study], config)
-        path = root / "docs" / study / "runs.tar.xz"
-        have = read_records(path) if path.exists() else {}
+        have = _study_records(root, study)
         mine = [have[f"{r.key}.json"] for r in runs if f"{r.key}.json" in have]
         where = Counter(_record_cpu(rec) for rec in mine)
         on = ", ".join(f"{c} ({k})" for c, k in sorted(where.items())) or "–"

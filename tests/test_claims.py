@@ -232,6 +232,11 @@ def test_the_claims_command_writes_the_table_the_page_and_the_picture(tmp_path):
         assert f"## {cid}" in page
     assert "](claims.png)" in page
     assert prefix.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    # beside the paper's Table 1 (C2-C4) CM is named for the CMLS column it computes;
+    # C1's setting (Figure 1) has no such column
+    c1, rest = page.split("## C2", 1)
+    assert "| CM (CMLS unavailable) |" in rest and "| CM |" not in rest
+    assert "| CM |" in c1 and "CMLS" not in c1
 
 
 def test_split_cells_become_the_slices_that_add_their_seeds(tmp_path, capsys, loaded):

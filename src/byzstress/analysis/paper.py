@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from .labels import attack_label
 
-__all__ = ["CMLS_STANDIN", "PAPER_COLUMNS", "PAPER_ROWS", "TABLE1", "paper_column", "paper_value"]
+__all__ = [
+    "CMLS_STANDIN",
+    "PAPER_COLUMNS",
+    "PAPER_ROWS",
+    "TABLE1",
+    "defense_label",
+    "paper_column",
+    "paper_value",
+]
 
 CMLS_STANDIN = "CM (CMLS unavailable)"
 
@@ -66,3 +74,9 @@ def paper_value(beta: float, attack_label: str, defense: str) -> tuple[float, fl
     """The paper's (mean, std) for our attack label and defense spec, if it has one."""
     col = paper_column(defense)
     return None if col is None else TABLE1.get((beta, attack_label, col))
+
+
+def defense_label(defense: str) -> str:
+    """How a table beside the paper's Table 1 names the defense: the stand-in label for the
+    column byzstress cannot compute as the paper did (CMLS), the spec otherwise."""
+    return CMLS_STANDIN if paper_column(defense) == "CMLS" else defense

@@ -5,12 +5,14 @@ README's one-table scorecard, both from the results table of
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from .claims import Settings, fmt
 from .compare import OUTCOMES
+from .paper import defense_label
 
 __all__ = [
     "outcome_counts",
@@ -100,7 +102,9 @@ def scorecard_markdown(
     return "\n".join(lines)
 
 
-def _table(rows: pd.DataFrame, a_side: str, b_side: str) -> list[str]:
+def _table(
+    rows: pd.DataFrame, a_side: str, b_side: str, label: Callable[[str], str] = str
+) -> list[str]:
     out = [
         "| β | defense | contrast | seeds | estimate [95 % CI] | p (Holm) for / against / "
         f"≈ 0 | outcome | detectable | collapsed: {a_side} | collapsed: {b_side} | Fisher p "
@@ -110,7 +114,7 @@ def _table(rows: pd.DataFrame, a_side: str, b_side: str) -> list[str]:
     for r in rows.itertuples():
         p = " / ".join(fmt(x, 3) for x in (r.p_for_adj, r.p_against_adj, r.p_equivalent_adj))
         out.append(
-            f"| {r.beta} | {r.defense} | {r.contrast} | {r.seeds} | {fmt(r.estimate)} "
+            f"| {r.beta} | {label(r.defense)} | {r.contrast} | {r.seeds} | {fmt(r.estimate)} "
             f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}] | {p} | **{r.outcome}**"
             f"{' (provisional)' if r.provisional else ''} | "
             f"{fmt(r.detectable)} | {r.collapse_a} | {r.collapse_b} | {fmt(r.collapse_p_adj, 3)} |"
@@ -184,6 +188,9 @@ def results_markdown(
             f"{float(claim.get('threshold', 0)):g}.",
             "",
         ]
+        # beside the paper's Table 1, CM is named for the CMLS column it stands in for
+        beside_paper = config["definitions"][study].get("report", {}).get("paper", False)
+        label = defense_label if beside_paper else str
         rows = results[results["claim"] == cid]
         if rows.empty:
             out += ["Not yet trained: no records of this study are published.", ""]
@@ -194,7 +201,7 @@ def results_markdown(
             out += [
                 f"{head}: {outcome_counts(fam)} of {len(fam)}; {_seeds(fam, settings)}.",
                 "",
-                *_table(fam, a_side, b_side),
+                *_table(fam, a_side, b_side, label),
                 "",
             ]
         out += (extra or {}).get(cid, [])

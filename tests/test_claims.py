@@ -79,6 +79,7 @@ def test_claims_yaml_names_the_papers_four_claims(loaded):
     # the claims and every study's comparisons (demo, sensitivity, splits) use one rule
     assert settings.alpha == compare.ALPHA
     assert settings.equivalence_bound == compare.EQUIVALENCE_BOUND
+    assert settings.collapse_final_acc == compare.COLLAPSE_FINAL_ACC
     # the abstract as docs/paper.md quotes it, one line of words
     text = (ROOT / "docs" / "paper.md").read_text()
     paper = " ".join(line.lstrip("> ").strip() for line in text.splitlines())

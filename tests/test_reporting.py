@@ -58,3 +58,44 @@ def test_seed_band_is_the_range_over_seeds():
     line = next(ln for ln in lines if list(ln.get_xdata()) == list(ALIE))
     means = [100 * sum(a) / 3 for a in ALIE.values()]
     np.testing.assert_allclose(line.get_ydata(), means)
+
+
+def test_table_marks_the_seeds_that_collapsed_beside_the_mean():
+    """Max accuracy hides a run that learned, then collapsed: the table says how many seeds
+    collapsed (diverged, or ended at or below 20 %) where the mean counts them."""
+    from byzstress.analysis.reporting import table, table_latex, table_markdown
+
+    rows = []
+    # seed 2 reached 80 % and ended at 10 %; seed 1 diverged; none of "No attack" collapsed
+    finals = {"No attack": (0.84, 0.85, 0.83), "ALIE (z=8)": (0.70, math.nan, 0.10)}
+    status = {"No attack": ("ok", "ok", "ok"), "ALIE (z=8)": ("ok", "diverged", "ok")}
+    for label, ends in finals.items():
+        for seed, end in enumerate(ends):
+            rows.append(
+                {
+                    "dataset": "fmnist",
+                    "beta": "0.1",
+                    "defense": "CM",
+                    "variant": "",
+                    "attack": "none" if label == "No attack" else "alie",
+                    "strength": "" if label == "No attack" else "8",
+                    "strength_value": math.nan if label == "No attack" else 8.0,
+                    "knowledge": "omniscient",
+                    "attack_label": label,
+                    "seed": seed,
+                    "status": status[label][seed],
+                    "max_acc": 0.85 if label == "No attack" else 0.80,
+                    "final_acc": end,
+                }
+            )
+    t = table(pd.DataFrame(rows))
+    assert dict(zip(t["attack_label"], t["collapsed"], strict=True)) == {
+        "No attack": 0,
+        "ALIE (z=8)": 2,
+    }
+    md = table_markdown(t)
+    assert "| **80.00 ± 0.00 †1/3 ‡2/3** |" in md and "| 85.00 ± 0.00 |" in md
+    assert "‡ k/n: k of the n seeds collapsed" in md
+    assert r"$^\ddagger$2/3" in table_latex(t)
+    # without a collapse there is no mark and no note
+    assert "‡" not in table_markdown(table(pd.DataFrame(rows[:3])))

@@ -29,7 +29,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .compare import Comparison, Rate, collapse_difference, decide, holm, rate, welch
+from .compare import (
+    Comparison,
+    Rate,
+    collapse_difference,
+    collapsed,
+    decide,
+    holm,
+    rate,
+    welch,
+)
 
 __all__ = [
     "Cell",
@@ -102,7 +111,7 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 
 def _collapsed(df: pd.DataFrame, settings: Settings) -> pd.Series:
-    return (df["status"] == "diverged") | (df["final_acc"] <= settings.collapse_final_acc)
+    return collapsed(df["status"], df["final_acc"], settings.collapse_final_acc)
 
 
 def _paper_model(df: pd.DataFrame) -> pd.Series:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
@@ -37,6 +38,7 @@ from statsmodels.stats.weightstats import ttost_ind
 
 __all__ = [
     "ALPHA",
+    "COLLAPSE_FINAL_ACC",
     "CONTRADICTED",
     "EQUIVALENCE_BOUND",
     "INCONCLUSIVE",
@@ -46,6 +48,7 @@ __all__ = [
     "Comparison",
     "Rate",
     "collapse_difference",
+    "collapsed",
     "decide",
     "holm",
     "rate",
@@ -62,6 +65,8 @@ OUTCOMES = (SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE)
 #: claims state theirs in claims.yaml, and tests/test_claims.py checks they are these
 ALPHA = 0.05
 EQUIVALENCE_BOUND = 3.0
+#: a run "collapsed" if it diverged or ended at or below this accuracy (a fraction)
+COLLAPSE_FINAL_ACC = 0.2
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,15 @@ class Rate:
         if not self.n:
             return "–"
         return f"{self.k}/{self.n} [{100 * self.low:.0f}, {100 * self.high:.0f}] %"
+
+
+def collapsed(
+    status: pd.Series, final_acc: pd.Series, at_most: float = COLLAPSE_FINAL_ACC
+) -> pd.Series:
+    """Per run: did it collapse, i.e. diverge (``status == "diverged"``) or end with
+    ``final_acc <= at_most``? The claims' rule (claims.yaml ``collapse``) and the study
+    tables' ‡ mark count the same runs."""
+    return (status == "diverged") | (final_acc.astype(float) <= at_most)
 
 
 def rate(k: int, n: int, confidence: float = 0.95) -> Rate:

@@ -2,7 +2,9 @@
 Figure 1 (PNG / PDF), accuracy curves, the worst-case leaderboard and the calibration table.
 
 Accuracies are reported in percent. Aggregates over seeds are mean ± sample std (ddof = 1;
-0 with one seed). Diverged runs count with the accuracy they reached and are flagged (†).
+0 with one seed). Diverged runs count with the accuracy they reached and are flagged (†);
+collapsed runs (diverged, or ended at or below 20 % accuracy: ``compare.collapsed``) are
+flagged (‡).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..sim.spec import RunSpec, knobs
 from ..threats.attacks import alie_default_z
 from ..threats.grammar import parse
 from . import paper
+from .compare import COLLAPSE_FINAL_ACC, collapsed
 from .labels import ATTACK_NAMES, NO_ATTACK, attack_label, is_baseline, num_text
 from .outputs import save_figure, write_csv, write_text
 
@@ -177,12 +180,14 @@ def summarise(df: pd.DataFrame, metric: str = "max_acc") -> pd.DataFrame:
     ]
     if "variant" not in df:
         df = df.assign(variant="")
-    g = df.assign(value=df[metric].astype(float) * 100).groupby(keys, sort=False)
+    gone = collapsed(df["status"], df["final_acc"]) if "final_acc" in df else False
+    g = df.assign(value=df[metric].astype(float) * 100, collapsed=gone).groupby(keys, sort=False)
     out = g.agg(
         mean=("value", "mean"),
         std=("value", lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0),
         seeds=("value", "size"),
         diverged=("status", lambda s: int((s == "diverged").sum())),
+        collapsed=("collapsed", "sum"),
         strength_value=("strength_value", "median"),
     )
     return out.reset_index()
@@ -221,6 +226,8 @@ def _cell(row: pd.Series, bold: tuple[str, str]) -> str:
     text = f"{row['mean']:.2f} (1 seed)" if one else f"{row['mean']:.2f} ± {row['std']:.2f}"
     if row["diverged"]:
         text += f" †{row['diverged']}/{row['seeds']}"
+    if row.get("collapsed", 0):
+        text += f" ‡{int(row['collapsed'])}/{row['seeds']}"
     return f"{bold[0]}{text}{bold[1]}" if row["strongest"] else text
 
 
@@ -283,6 +290,12 @@ def table_markdown(
     ]
     if t["diverged"].any():
         notes.append("† k/n: k of the n seeds diverged (NaN loss); their accuracy so far counts.")
+    if "collapsed" in t and t["collapsed"].any():
+        notes.append(
+            f"‡ k/n: k of the n seeds collapsed (diverged, or ended at or below "
+            f"{100 * COLLAPSE_FINAL_ACC:g} % accuracy; claims.yaml's rule); the mean counts "
+            "them like the others."
+        )
     if with_paper:
         notes.append(
             "paper: the seed paper's Table 1. CMLS's weighting is not available to us; "
@@ -302,6 +315,7 @@ def _tex(s: str) -> str:
         .replace("ε", r"$\epsilon$")
         .replace("β", r"$\beta$")
         .replace("†", r"$^\dagger$")
+        .replace("‡", r"$^\ddagger$")
     )
 
 

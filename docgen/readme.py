@@ -848,6 +848,18 @@ def scorecard_block(root: Path) -> str:
     return scorecard_markdown(results, claims, settings, _config(root))
 
 
+def claims_where_block(root: Path) -> str:
+    """Per claim, the comparisons each outcome holds (:func:`byzstress.analysis.scorecard.
+    where_markdown`), from ``docs/claims-results.csv``."""
+    from byzstress.analysis.claims import load
+    from byzstress.analysis.report import read_results
+    from byzstress.analysis.scorecard import where_markdown
+
+    _, claims = load(root / "claims.yaml")
+    results = read_results(root / "docs" / "claims-results.csv")
+    return where_markdown(results, claims, _config(root))
+
+
 def after_rule_block(root: Path) -> str:
     """Per claim whose rule was written after some of its records had been published
     (``seen_before`` in ``claims.yaml``): its outcome on the later records alone, and
@@ -1001,6 +1013,7 @@ def table1cpu_table_block(root: Path) -> str:
 
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "scorecard": scorecard_block,
+    "claims-where": claims_where_block,
     "claims-after-rule": after_rule_block,
     "table1cpu-table": table1cpu_table_block,
     "methods": methods_block,

@@ -428,3 +428,25 @@ def test_the_aggregate_shift_reports_the_attacks_excess_over_no_attack(loaded):
     assert row["excess 0.1"] == pytest.approx(0.1, abs=0.03)
     assert row["excess_low iid"] < 0.3 < row["excess_high iid"]
     assert row["excess_high 0.1"] < row["excess_low iid"]  # the excess shrank with β
+
+
+def test_the_readme_names_the_comparisons_behind_each_outcome(loaded):
+    """where_markdown: each outcome but inconclusive names its comparisons (with the β they
+    hold at, CM named for the paper's CMLS column beside Table 1), inconclusive is counted."""
+    from byzstress.analysis.scorecard import where_markdown
+
+    settings, claims = loaded
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    rng = np.random.default_rng(2)
+    runs = {"figure1cpu": _c1_records(rng), "table1cpu": _table1_records(rng)}
+    out = C.evaluate(claims, runs, settings)
+    lines = dict(line.split("** ", 1) for line in where_markdown(out, claims, config).splitlines())
+    # C1: heterogeneity adds damage to RFA(buck) only; the noisy others are inconclusive
+    c1 = lines["- **C1"]
+    assert c1.startswith("supported (4): RFA(buck) ALIE z = 8 (the paper's); RFA(buck)")
+    assert "inconclusive: the other 12." in c1 and "CM " not in c1 and " at β" not in c1
+    # C2: ALIE's drop is severe at both β, IPM's is not; CM carries the paper's column name
+    c2 = lines["- **C2"]
+    assert "supported (8): " in c2 and "contradicted (8): " in c2
+    assert "CM (CMLS unavailable) ALIE z = 8 at β 0.3 and 0.5" in c2
+    assert "inconclusive" not in c2 and "provisional" not in c2

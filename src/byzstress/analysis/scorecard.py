@@ -20,6 +20,7 @@ __all__ = [
     "scorecard_markdown",
     "seed_range",
     "setting_text",
+    "where_markdown",
 ]
 
 _DATASETS = {"fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
@@ -99,6 +100,45 @@ def scorecard_markdown(
             f"| **{cid}** {claim['title']} | {claim['evidence']} | {setting} | {outcome} | "
             f"[{cid}]({anchor}) |"
         )
+    return "\n".join(lines)
+
+
+def _label(config: dict[str, Any], study: str) -> Callable[[str], str]:
+    """How a claim's rows name a defense: beside the paper's Table 1 (the study's
+    ``report.paper``), CM is named for the CMLS column it stands in for."""
+    beside_paper = config["definitions"][study].get("report", {}).get("paper", False)
+    return defense_label if beside_paper else str
+
+
+def where_markdown(
+    results: pd.DataFrame, claims: dict[str, dict[str, Any]], config: dict[str, Any]
+) -> str:
+    """Per claim, which comparisons came out which way: every outcome but *inconclusive*
+    named (defense, contrast, the β it held at), *inconclusive* counted; so that a reader can
+    set the outcome beside the figure or the table it summarises."""
+    lines = []
+    for cid, claim in claims.items():
+        rows = results[(results["claim"] == cid) & (results["family"] == "primary")]
+        if rows.empty:
+            continue
+        label = _label(config, claim["study"])
+        several_betas = rows["beta"].nunique() > 1
+        parts = []
+        for outcome in OUTCOMES:
+            sel = rows[rows["outcome"] == outcome]
+            if sel.empty:
+                continue
+            if outcome == OUTCOMES[-1]:
+                parts.append(f"{outcome}: the other {len(sel)}")
+                continue
+            named = []
+            keys = [sel["defense"], sel["contrast"], sel["provisional"].astype(bool)]
+            for (defense, contrast, provisional), g in sel.groupby(keys, sort=False):
+                at = f" at β {' and '.join(map(str, g['beta']))}" if several_betas else ""
+                flag = " (provisional)" if provisional else ""
+                named.append(f"{label(defense)} {contrast}{at}{flag}")
+            parts.append(f"{outcome} ({len(sel)}): " + "; ".join(named))
+        lines.append(f"- **{cid}** " + ". ".join(parts) + ".")
     return "\n".join(lines)
 
 
@@ -188,9 +228,7 @@ def results_markdown(
             f"{float(claim.get('threshold', 0)):g}.",
             "",
         ]
-        # beside the paper's Table 1, CM is named for the CMLS column it stands in for
-        beside_paper = config["definitions"][study].get("report", {}).get("paper", False)
-        label = defense_label if beside_paper else str
+        label = _label(config, study)
         rows = results[results["claim"] == cid]
         if rows.empty:
             out += ["Not yet trained: no records of this study are published.", ""]

@@ -213,8 +213,8 @@ def table(df: pd.DataFrame, metric: str = "max_acc", with_paper: bool = False) -
         ]
         t["paper_mean"] = [v[0] if v else math.nan for v in pv]
         t["paper_std"] = [v[1] if v else math.nan for v in pv]
-        is_cm = [paper.defense_label(d) != d for d in t["defense"]]
-        t.loc[is_cm, "defense_label"] = paper.CMLS_STANDIN
+        stands_in = [paper.defense_label(d) != d for d in t["defense"]]
+        t.loc[stands_in, "defense_label"] = paper.CMLS_STANDIN
     return t
 
 

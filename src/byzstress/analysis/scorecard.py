@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .claims import Settings, fmt
-from .compare import OUTCOMES
+from .compare import INCONCLUSIVE, OUTCOMES
 from .paper import defense_label
 
 __all__ = [
@@ -128,7 +128,7 @@ def where_markdown(
             sel = rows[rows["outcome"] == outcome]
             if sel.empty:
                 continue
-            if outcome == OUTCOMES[-1]:
+            if outcome == INCONCLUSIVE:
                 parts.append(f"{outcome}: the other {len(sel)}")
                 continue
             named = []
